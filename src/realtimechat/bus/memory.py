@@ -1,0 +1,44 @@
+"""The in-process bus of the embedded default."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from realtimechat.bus.base import Bus, Ephemeral, EphemeralHandler, EventHandler
+from realtimechat.domain.models import Event
+
+log = logging.getLogger(__name__)
+
+
+class MemoryBus:
+    """Calls the subscribers synchronously, so per-channel order is the publish order."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[tuple[EventHandler, EphemeralHandler]] = []
+        self.published = 0
+
+    def subscribe(self, on_event: EventHandler, on_ephemeral: EphemeralHandler) -> None:
+        self._subscribers.append((on_event, on_ephemeral))
+
+    def publish(self, events: Sequence[Event]) -> None:
+        for ev in events:
+            self.published += 1
+            for on_event, _ in self._subscribers:
+                try:
+                    on_event(ev)
+                except Exception:  # one bad subscriber must not starve the others
+                    log.exception("bus subscriber failed")
+
+    def publish_ephemeral(self, signal: Ephemeral) -> None:
+        for _, on_ephemeral in self._subscribers:
+            try:
+                on_ephemeral(signal)
+            except Exception:
+                log.exception("bus subscriber failed")
+
+    def health(self) -> tuple[str, str | None]:
+        return "ok", None
+
+
+_: type[Bus] = MemoryBus

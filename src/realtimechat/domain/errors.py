@@ -1,0 +1,118 @@
+"""The error tree: every error carries a stable machine-readable code.
+
+The edge maps each class to an HTTP status or a WebSocket error frame; nothing
+below the edge knows about HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ChatError(Exception):
+    """Base of every error the product reports to a client."""
+
+    code = "internal_error"
+    title = "Internal error"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = extra
+
+
+class NotFound(ChatError):
+    code = "not_found"
+    title = "Not found"
+
+
+class Forbidden(ChatError):
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class NotAMember(Forbidden):
+    code = "not_a_member"
+    title = "Join the channel first"
+
+
+class Unauthorized(ChatError):
+    code = "unauthorized"
+    title = "Authentication required"
+
+
+class InvalidCredentials(Unauthorized):
+    code = "invalid_credentials"
+    title = "Wrong e-mail or password"
+
+
+class TokenExpired(Unauthorized):
+    code = "token_expired"
+    title = "Token expired"
+
+
+class RefreshTokenReused(Unauthorized):
+    code = "refresh_token_reused"
+    title = "Refresh token already used; all sessions of this login were revoked"
+
+
+class Conflict(ChatError):
+    code = "conflict"
+    title = "Conflict"
+
+
+class EmailTaken(Conflict):
+    code = "email_taken"
+    title = "E-mail already registered"
+
+
+class IdempotencyMismatch(ChatError):
+    code = "idempotency_key_reused"
+    title = "This idempotency key was already used with a different request"
+
+
+class PreconditionRequired(ChatError):
+    code = "precondition_required"
+    title = "If-Match header required"
+
+
+class PreconditionFailed(ChatError):
+    code = "version_conflict"
+    title = "The message changed since you read it"
+
+
+class MessageDeleted(ChatError):
+    code = "message_deleted"
+    title = "Message was deleted"
+
+
+class ValidationFailed(ChatError):
+    code = "validation_error"
+    title = "Invalid request"
+
+
+class RateLimited(ChatError):
+    code = "rate_limited"
+    title = "Too many requests"
+
+    def __init__(self, retry_after_s: int, detail: str | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
+class Overloaded(ChatError):
+    code = "overloaded"
+    title = "Server busy, retry shortly"
+
+    def __init__(self, retry_after_s: int = 1, detail: str | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
+class Unavailable(ChatError):
+    code = "unavailable"
+    title = "A dependency is unavailable"
+
+    def __init__(self, retry_after_s: int = 1, detail: str | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s

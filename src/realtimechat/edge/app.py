@@ -1,0 +1,61 @@
+"""The ASGI application of one node."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, WebSocket
+
+from realtimechat.bootstrap import Deps
+from realtimechat.edge import errors
+from realtimechat.edge.gateway import Gateway
+from realtimechat.edge.hub import Hub
+from realtimechat.edge.routes import auth, health, messages, teams
+from realtimechat.resilience.shedding import GuardMiddleware
+
+
+def create_app(deps: Deps) -> FastAPI:
+    """Build the app over already-built dependencies; the lifespan starts and stops them."""
+    hub = Hub(deps.settings.ws.heartbeat_ms)
+    gateway = Gateway(deps, hub)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        deps.db.start()
+        deps.bus.subscribe(hub.on_event, hub.on_ephemeral)
+        hub.start()
+        try:
+            yield
+        finally:
+            await gateway.drain(deps.settings.drain_s)
+            await hub.stop()
+            await deps.db.close()
+
+    app = FastAPI(
+        title="RealTimeChat",
+        version="1",
+        summary="Team chat that loses, duplicates and reorders nothing.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.deps = deps
+    app.state.hub = hub
+    app.state.gateway = gateway
+    app.state.draining = False
+    errors.install(app)
+    for module in (auth, teams, messages, health):
+        app.include_router(module.router)
+
+    @app.websocket("/api/v1/ws")
+    async def websocket(ws: WebSocket) -> None:
+        await gateway.serve(ws)
+
+    app.add_middleware(
+        GuardMiddleware,
+        max_in_flight=deps.settings.limits.max_in_flight,
+        max_bytes=deps.settings.limits.max_request_bytes,
+        retry_after_s=deps.settings.limits.retry_after_s,
+    )
+    return app

@@ -1,0 +1,205 @@
+"""One WebSocket connection: a bounded send queue drained by one sender task.
+
+Everything the connection sends goes through its queue, so frames leave in
+the order they were queued. The sender keeps, per channel, the highest seq it
+has sent (`last_sent`): it drops what the client already has, and fills a hole
+from the database before sending what comes after it, so each channel's
+events leave in seq order with no gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.websockets import WebSocket
+
+from realtimechat import protocol
+from realtimechat.domain.models import Event
+
+log = logging.getLogger(__name__)
+
+FetchEvents = Callable[[str, int, int], Awaitable[list[Event]]]
+REPLAY_PAGE = 200
+
+
+@dataclass(frozen=True, slots=True)
+class SendFrame:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class LiveEvent:
+    channel_id: str
+    seq: int
+    text: str
+    leave: bool = False  # the event that ends this user's membership
+
+
+@dataclass(frozen=True, slots=True)
+class Rewind:
+    """Resume: send everything after `seq` again, from the database."""
+
+    channel_id: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """The client must page the REST events; live delivery goes on after `seq`."""
+
+    channel_id: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    code: int
+    reason: str = ""
+
+
+Item = SendFrame | LiveEvent | Rewind | Resync | Close
+
+
+class Connection:
+    """A connected, authenticated WebSocket session."""
+
+    def __init__(
+        self,
+        ws: WebSocket,
+        *,
+        user_id: str,
+        session_id: str,
+        queue_size: int,
+        replay_limit: int,
+        fetch: FetchEvents,
+    ) -> None:
+        self.ws = ws
+        self.user_id = user_id
+        self.session_id = session_id
+        self.last_sent: dict[str, int] = {}
+        self.epochs: dict[str, str] = {}
+        self.acked: dict[str, int] = {}
+        self._queue: asyncio.Queue[Item] = asyncio.Queue(queue_size)
+        self._replay_limit = replay_limit
+        self._fetch = fetch
+        self._sender: asyncio.Task[None] | None = None
+        self.closing = False
+        self.close_code: int | None = None
+
+    def start(self) -> None:
+        self._sender = asyncio.create_task(self._send_loop(), name=f"ws-send-{self.session_id}")
+
+    def subscribe(self, channel_id: str, after_seq: int) -> None:
+        """Start live delivery of a channel after `after_seq`."""
+        self.last_sent[channel_id] = after_seq
+
+    def offer(self, item: Item) -> None:
+        """Queue an item without waiting; a full queue closes the connection (1013)."""
+        if self.closing:
+            return
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            log.info("slow consumer closed", extra={"session_id": self.session_id})
+            self.abort(protocol.CLOSE_TRY_AGAIN, "send queue full; resume from your cursors")
+
+    def send_frame(self, frame: dict[str, object]) -> None:
+        self.offer(SendFrame(protocol.dumps(frame)))
+
+    def close_after_queue(self, code: int, reason: str = "") -> None:
+        """Send what is queued, then close; closes at once if the queue is full."""
+        if self.closing:
+            return
+        try:
+            self._queue.put_nowait(Close(code, reason))
+        except asyncio.QueueFull:
+            self.abort(code, reason)
+
+    def abort(self, code: int, reason: str = "") -> None:
+        """Close now, dropping whatever is queued."""
+        if self.closing:
+            return
+        self.closing = True
+        if self._sender is not None:
+            self._sender.cancel()
+        asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    async def wait_closed(self) -> None:
+        if self._sender is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._sender
+
+    async def stop(self) -> None:
+        """The peer is gone: stop sending."""
+        self.closing = True
+        if self._sender is not None:
+            self._sender.cancel()
+            await self.wait_closed()
+
+    async def _close(self, code: int, reason: str) -> None:
+        self.close_code = code
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(code, reason), timeout=5)
+
+    async def _send_loop(self) -> None:
+        try:
+            while True:
+                item = await self._queue.get()
+                if isinstance(item, LiveEvent):
+                    await self._send_event(item)
+                elif isinstance(item, SendFrame):
+                    await self.ws.send_text(item.text)
+                elif isinstance(item, Rewind):
+                    if item.channel_id in self.last_sent:
+                        self.last_sent[item.channel_id] = item.seq
+                        await self._fill(item.channel_id, None)
+                elif isinstance(item, Resync):
+                    await self._resync(item.channel_id, item.seq)
+                else:
+                    self.closing = True
+                    await self._close(item.code, item.reason)
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the socket broke under us: the receive loop cleans up
+            log.debug("websocket send failed: %r", exc)
+            self.closing = True
+
+    async def _send_event(self, item: LiveEvent) -> None:
+        last = self.last_sent.get(item.channel_id)
+        if last is None or item.seq <= last:
+            return  # not subscribed, or the client has it already
+        if item.seq > last + 1:
+            if item.seq - last > self._replay_limit:
+                await self._resync(item.channel_id, item.seq - 1)
+            else:
+                await self._fill(item.channel_id, item.seq - 1)
+        if self.last_sent.get(item.channel_id, item.seq) >= item.seq:
+            return
+        await self.ws.send_text(item.text)
+        self.last_sent[item.channel_id] = item.seq
+        if item.leave:
+            del self.last_sent[item.channel_id]
+
+    async def _fill(self, channel_id: str, until: int | None) -> None:
+        """Send stored events after last_sent, up to `until` (None: all there are)."""
+        while True:
+            after = self.last_sent[channel_id]
+            if until is not None and after >= until:
+                return
+            limit = REPLAY_PAGE if until is None else min(REPLAY_PAGE, until - after)
+            page = await self._fetch(channel_id, after, limit)
+            for ev in page:
+                await self.ws.send_text(protocol.event_frame(ev))
+                self.last_sent[channel_id] = ev.seq
+            if len(page) < limit:
+                return
+
+    async def _resync(self, channel_id: str, seq: int) -> None:
+        await self.ws.send_text(protocol.dumps({"type": "resync", "channel_id": channel_id}))
+        if channel_id in self.last_sent:
+            self.last_sent[channel_id] = max(self.last_sent[channel_id], seq)

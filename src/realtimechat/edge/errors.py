@@ -1,0 +1,125 @@
+"""RFC 9457 problem details: the one place errors become HTTP responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from realtimechat.domain import errors as e
+
+PROBLEM_TYPE = "https://realtimechat.dev/problems/"
+
+STATUS: list[tuple[type[e.ChatError], int]] = [
+    (e.NotFound, 404),
+    (e.Forbidden, 403),
+    (e.Unauthorized, 401),
+    (e.Conflict, 409),
+    (e.IdempotencyMismatch, 422),
+    (e.PreconditionRequired, 428),
+    (e.PreconditionFailed, 412),
+    (e.MessageDeleted, 410),
+    (e.ValidationFailed, 422),
+    (e.RateLimited, 429),
+    (e.Overloaded, 503),
+    (e.Unavailable, 503),
+]
+
+_HTTP_CODES = {
+    400: ("bad_request", "Bad request"),
+    401: ("unauthorized", "Authentication required"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    413: ("request_too_large", "Request too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+}
+
+
+def status_of(err: e.ChatError) -> int:
+    """The HTTP status for a domain error."""
+    for cls, status in STATUS:
+        if isinstance(err, cls):
+            return status
+    return 500
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    """An application/problem+json response."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE + code,
+        "title": title,
+        "status": status,
+        "code": code,
+    }
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    return Response(
+        orjson.dumps(body),
+        status_code=status,
+        media_type="application/problem+json",
+        headers=headers,
+    )
+
+
+def chat_error_response(err: e.ChatError) -> Response:
+    """The problem response for a domain error, with Retry-After where it applies."""
+    headers: dict[str, str] = {}
+    retry = getattr(err, "retry_after_s", None)
+    if retry is not None:
+        headers["Retry-After"] = str(retry)
+    status = status_of(err)
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return problem(status, err.code, err.title, err.detail, headers or None, **err.extra)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every error into problem+json."""
+
+    async def on_chat_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, e.ChatError)
+        return chat_error_response(exc)
+
+    async def on_validation(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errs = [
+            {"loc": list(err.get("loc", ())), "msg": err.get("msg"), "type": err.get("type")}
+            for err in exc.errors()
+        ]
+        if any(err["type"] == "json_invalid" for err in errs):
+            return problem(400, "malformed_json", "Request body is not valid JSON", errors=errs)
+        first = errs[0] if errs else {"loc": [], "msg": "invalid"}
+        where = ".".join(str(p) for p in first["loc"] if p != "body")
+        return problem(
+            422,
+            "validation_error",
+            "Invalid request",
+            f"{where}: {first['msg']}" if where else str(first["msg"]),
+            errors=errs,
+        )
+
+    async def on_http(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
+        detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+        return problem(exc.status_code, code, title, detail, dict(exc.headers or {}) or None)
+
+    async def on_unexpected(_: Request, exc: Exception) -> Response:
+        return problem(500, "internal_error", "Internal error", "the error was logged")
+
+    app.add_exception_handler(e.ChatError, on_chat_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,309 @@
+"""The WebSocket gateway: auth, ready, resume, send, typing, ack, ping, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from realtimechat import protocol
+from realtimechat.bootstrap import Deps
+from realtimechat.bus.base import Ephemeral
+from realtimechat.domain.errors import ChatError, RateLimited
+from realtimechat.domain.models import Channel
+from realtimechat.edge.connection import Connection, Resync, Rewind
+from realtimechat.edge.hub import Hub
+from realtimechat.ids import new_id
+
+log = logging.getLogger(__name__)
+
+
+def parse_cursor(value: Any) -> tuple[int, str | None] | None:
+    """A resume cursor: a bare seq, or {"seq": n, "epoch": "…"}; None if malformed."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return (value, None) if value >= 0 else None
+    if isinstance(value, dict):
+        seq, epoch = value.get("seq"), value.get("epoch")
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+            return None
+        if epoch is None or isinstance(epoch, str):
+            return seq, epoch
+    return None
+
+
+class Gateway:
+    """Serves /api/v1/ws for one node."""
+
+    def __init__(self, deps: Deps, hub: Hub) -> None:
+        self._deps = deps
+        self._hub = hub
+        self._ws = deps.settings.ws
+        self.draining = False
+
+    async def drain(self, timeout_s: float) -> None:
+        """Tell every client to reconnect elsewhere, close with 1012, wait for the queues."""
+        self.draining = True
+        conns = list(self._hub.connections)
+        frame = {"type": "going_away", "reconnect_after_ms": self._ws.reconnect_after_ms}
+        for conn in conns:
+            conn.send_frame(frame)
+            conn.close_after_queue(protocol.CLOSE_GOING_AWAY, "server restarting")
+        if conns:
+            await asyncio.wait(
+                [asyncio.ensure_future(c.wait_closed()) for c in conns], timeout=timeout_s
+            )
+
+    async def serve(self, ws: WebSocket) -> None:
+        await ws.accept()
+        if self.draining:
+            await ws.send_text(
+                protocol.dumps(
+                    {"type": "going_away", "reconnect_after_ms": self._ws.reconnect_after_ms}
+                )
+            )
+            await ws.close(protocol.CLOSE_GOING_AWAY)
+            return
+        auth = await self._authenticate(ws)
+        if auth is None:
+            return
+        user_id, cursors = auth
+        conn = Connection(
+            ws,
+            user_id=user_id,
+            session_id=new_id(),
+            queue_size=self._ws.send_queue,
+            replay_limit=self._ws.replay_limit,
+            fetch=self._deps.messages.replay,
+        )
+        self._hub.register(conn)
+        sends: set[asyncio.Task[None]] = set()
+        try:
+            channels = await self._deps.channels.subscriptions(user_id)
+            conn.start()
+            # No await from here to the end of the resume: nothing can slip between
+            # ready, the subscriptions and the replay.
+            conn.send_frame(
+                {
+                    "type": "ready",
+                    "session_id": conn.session_id,
+                    "user_id": user_id,
+                    "channels": [
+                        {
+                            "id": c.id,
+                            "last_seq": c.last_seq,
+                            "epoch": c.epoch,
+                            "kind": c.kind,
+                            "name": c.name,
+                            "team_id": c.team_id,
+                        }
+                        for c in channels
+                    ],
+                    "heartbeat_ms": self._ws.heartbeat_ms,
+                    "replay_limit": self._ws.replay_limit,
+                }
+            )
+            for c in channels:
+                conn.epochs[c.id] = c.epoch
+                self._hub.subscribe(conn, c.id, c.last_seq)
+            if cursors:
+                self._resume(conn, cursors, {c.id: c for c in channels})
+            await self._receive_loop(ws, conn, sends)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self._hub.unregister(conn)
+            for task in sends:
+                task.cancel()
+            await conn.stop()
+
+    async def _authenticate(self, ws: WebSocket) -> tuple[str, dict[str, Any]] | None:
+        try:
+            raw = await asyncio.wait_for(ws.receive_text(), self._ws.auth_timeout_s)
+        except TimeoutError:
+            await self._refuse(
+                ws, "auth_timeout", "no auth frame in time", protocol.CLOSE_AUTH_TIMEOUT
+            )
+            return None
+        except (WebSocketDisconnect, RuntimeError, KeyError):
+            return None
+        frame = _loads(raw)
+        if frame is None or frame.get("type") != "auth" or not isinstance(frame.get("token"), str):
+            await self._refuse(
+                ws, "auth_required", "the first frame must be auth", protocol.CLOSE_UNAUTHORIZED
+            )
+            return None
+        try:
+            principal = self._deps.auth.authenticate(frame["token"])
+        except ChatError as exc:
+            await self._refuse(ws, exc.code, exc.detail, protocol.CLOSE_UNAUTHORIZED)
+            return None
+        cursors = frame.get("cursors")
+        return principal.user_id, cursors if isinstance(cursors, dict) else {}
+
+    async def _refuse(self, ws: WebSocket, code: str, message: str, close_code: int) -> None:
+        with contextlib.suppress(Exception):
+            await ws.send_text(protocol.dumps({"type": "error", "code": code, "message": message}))
+            await ws.close(close_code)
+
+    async def _receive_loop(
+        self, ws: WebSocket, conn: Connection, sends: set[asyncio.Task[None]]
+    ) -> None:
+        limiter = self._deps.limiter
+        per_minute = self._deps.settings.limits.ws_frames_per_minute
+        in_flight = asyncio.Semaphore(self._ws.max_inflight_sends)
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = message.get("text")
+            if raw is None:
+                raw = (message.get("bytes") or b"").decode(errors="replace")
+            frame = _loads(raw)
+            if frame is None or not isinstance(frame.get("type"), str):
+                conn.send_frame(_error("malformed_frame", "frames are JSON objects with a type"))
+                continue
+            try:
+                await limiter.hit(f"ws:{conn.session_id}", per_minute)
+            except RateLimited as exc:
+                conn.send_frame(
+                    _error(exc.code, exc.detail, frame, retry_after_ms=exc.retry_after_s * 1000)
+                )
+                continue
+            kind = frame["type"]
+            if kind == "send":
+                await in_flight.acquire()
+                task = asyncio.create_task(self._send(conn, frame, in_flight))
+                sends.add(task)
+                task.add_done_callback(sends.discard)
+            elif kind == "resume":
+                await self._on_resume(conn, frame)
+            elif kind == "ping":
+                conn.send_frame({"type": "pong", "id": frame.get("id")})
+            elif kind == "typing":
+                self._on_typing(conn, frame)
+            elif kind == "ack":
+                self._on_ack(conn, frame)
+            elif kind == "auth":
+                conn.send_frame(_error("already_authenticated", "this session is authenticated"))
+            else:
+                conn.send_frame(_error("unknown_frame_type", f"unknown frame type {kind!r}"))
+
+    async def _send(self, conn: Connection, frame: dict[str, Any], slot: asyncio.Semaphore) -> None:
+        try:
+            channel_id, body = frame.get("channel_id"), frame.get("body", "")
+            client_msg_id, attachments = frame.get("client_msg_id"), frame.get("attachments") or []
+            if not (
+                isinstance(channel_id, str)
+                and isinstance(body, str)
+                and isinstance(client_msg_id, str)
+                and isinstance(attachments, list)
+            ):
+                conn.send_frame(
+                    _error(
+                        "validation_error",
+                        "send needs channel_id, client_msg_id and body strings",
+                        frame,
+                    )
+                )
+                return
+            msg, created = await self._deps.messages.send(
+                conn.user_id, channel_id, body, client_msg_id, attachments
+            )
+            conn.send_frame(
+                {
+                    "type": "send_ok",
+                    "client_msg_id": client_msg_id,
+                    "created": created,
+                    "message": msg.to_json(),
+                }
+            )
+        except ChatError as exc:
+            conn.send_frame(_error(exc.code, exc.detail, frame))
+        except Exception:
+            log.exception("websocket send failed")
+            conn.send_frame(_error("internal_error", "the error was logged", frame))
+        finally:
+            slot.release()
+
+    async def _on_resume(self, conn: Connection, frame: dict[str, Any]) -> None:
+        cursors = frame.get("cursors")
+        if not isinstance(cursors, dict):
+            conn.send_frame(_error("validation_error", "resume needs a cursors object", frame))
+            return
+        ids = [str(k) for k in cursors][:1000]
+        channels = await self._deps.channels.member_channels(conn.user_id, ids)
+        self._resume(conn, cursors, channels)
+
+    def _resume(
+        self, conn: Connection, cursors: dict[str, Any], channels: dict[str, Channel]
+    ) -> None:
+        for channel_id, raw in cursors.items():
+            channel = channels.get(channel_id)
+            if channel is None:
+                conn.send_frame(_error("not_found", "channel not found", channel_id=channel_id))
+                continue
+            cursor = parse_cursor(raw)
+            if cursor is None:
+                conn.send_frame(
+                    _error(
+                        "validation_error",
+                        "a cursor is a seq or {seq, epoch}",
+                        channel_id=channel_id,
+                    )
+                )
+                continue
+            seq, epoch = cursor
+            if channel_id not in conn.last_sent:
+                self._hub.subscribe(conn, channel_id, channel.last_seq)
+            conn.epochs[channel_id] = channel.epoch
+            current = max(channel.last_seq, self._hub.published_seq.get(channel_id, 0))
+            if (
+                (epoch is not None and epoch != channel.epoch)
+                or seq > current
+                or (current - seq > self._ws.replay_limit)
+            ):
+                conn.offer(Resync(channel_id, current))
+            else:
+                conn.offer(Rewind(channel_id, seq))
+
+    def _on_typing(self, conn: Connection, frame: dict[str, Any]) -> None:
+        channel_id = frame.get("channel_id")
+        if not isinstance(channel_id, str) or channel_id not in conn.last_sent:
+            conn.send_frame(_error("not_found", "channel not found", frame))
+            return
+        self._deps.bus.publish_ephemeral(Ephemeral(channel_id, conn.user_id, "typing"))
+
+    def _on_ack(self, conn: Connection, frame: dict[str, Any]) -> None:
+        channel_id, seq = frame.get("channel_id"), frame.get("seq")
+        if not isinstance(channel_id, str) or channel_id not in conn.last_sent:
+            conn.send_frame(_error("not_found", "channel not found", frame))
+        elif not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            conn.send_frame(_error("validation_error", "ack needs a seq", frame))
+        else:
+            conn.acked[channel_id] = max(conn.acked.get(channel_id, 0), seq)
+
+
+def _loads(raw: str) -> dict[str, Any] | None:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _error(
+    code: str, message: str, frame: dict[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "error", "code": code, "message": message, **extra}
+    if frame is not None:
+        for key in ("client_msg_id", "channel_id", "id"):
+            if key in frame:
+                out[key] = frame[key]
+        out["ref"] = frame.get("type")
+    return out

@@ -1,0 +1,109 @@
+"""The node's registry of live connections and its fan-out from the bus."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+
+from realtimechat import protocol
+from realtimechat.bus.base import Ephemeral
+from realtimechat.domain.models import Event
+from realtimechat.edge.connection import Connection, LiveEvent, Rewind, SendFrame
+
+
+class Hub:
+    """Routes each committed event to the local connections of the channel's members."""
+
+    def __init__(self, heartbeat_ms: int) -> None:
+        self._by_channel: defaultdict[str, set[Connection]] = defaultdict(set)
+        self._by_user: defaultdict[str, set[Connection]] = defaultdict(set)
+        # Highest seq seen on the bus per channel: lets a new subscriber notice
+        # an event that was published between its database read and its subscription.
+        self.published_seq: dict[str, int] = {}
+        self._heartbeat_ms = heartbeat_ms
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self.delivered = 0
+
+    @property
+    def connections(self) -> set[Connection]:
+        return {c for conns in self._by_user.values() for c in conns}
+
+    def start(self) -> None:
+        self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="ws-heartbeat")
+
+    async def stop(self) -> None:
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+
+    def register(self, conn: Connection) -> None:
+        """Make the connection reachable by user (for joins) before reading its channels."""
+        self._by_user[conn.user_id].add(conn)
+
+    def subscribe(self, conn: Connection, channel_id: str, after_seq: int) -> None:
+        """Deliver the channel's events after `after_seq` to this connection."""
+        conn.subscribe(channel_id, after_seq)
+        self._by_channel[channel_id].add(conn)
+        if self.published_seq.get(channel_id, 0) > after_seq:
+            conn.offer(Rewind(channel_id, after_seq))
+
+    def unregister(self, conn: Connection) -> None:
+        users = self._by_user.get(conn.user_id)
+        if users is not None:
+            users.discard(conn)
+            if not users:
+                del self._by_user[conn.user_id]
+        for channel_id in list(conn.last_sent):
+            self._unroute(conn, channel_id)
+
+    def _unroute(self, conn: Connection, channel_id: str) -> None:
+        conns = self._by_channel.get(channel_id)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self._by_channel[channel_id]
+
+    def on_event(self, ev: Event) -> None:
+        """Bus handler: serialise the frame once and queue it for every listener."""
+        ch = ev.channel_id
+        if ev.seq > self.published_seq.get(ch, 0):
+            self.published_seq[ch] = ev.seq
+        for user_id in ev.joined:
+            for conn in self._by_user.get(user_id, ()):
+                if conn not in self._by_channel.get(ch, ()):
+                    conn.subscribe(ch, ev.seq - 1)
+                    self._by_channel[ch].add(conn)
+        listeners = self._by_channel.get(ch)
+        if not listeners:
+            return
+        text = protocol.event_frame(ev)
+        live = LiveEvent(ch, ev.seq, text)
+        leaving = set(ev.left)
+        for conn in list(listeners):
+            if conn.user_id in leaving:
+                conn.offer(LiveEvent(ch, ev.seq, text, leave=True))
+                self._unroute(conn, ch)
+            else:
+                conn.offer(live)
+        self.delivered += len(listeners)
+
+    def on_ephemeral(self, sig: Ephemeral) -> None:
+        """Bus handler: typing and the like go to the other members' connections."""
+        listeners = self._by_channel.get(sig.channel_id)
+        if not listeners:
+            return
+        item = SendFrame(
+            protocol.dumps({"type": sig.type, "channel_id": sig.channel_id, "user_id": sig.user_id})
+        )
+        for conn in list(listeners):
+            if conn.user_id != sig.user_id:
+                conn.offer(item)
+
+    async def _heartbeat(self) -> None:
+        frame = SendFrame(protocol.dumps({"type": "heartbeat"}))
+        while True:
+            await asyncio.sleep(self._heartbeat_ms / 1000)
+            for conn in self.connections:
+                conn.offer(frame)

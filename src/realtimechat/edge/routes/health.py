@@ -1,0 +1,54 @@
+"""Liveness and readiness, JSON with a status per dependency."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from realtimechat.edge.auth import deps_of
+from realtimechat.edge.responses import json
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/livez")
+async def livez() -> Response:
+    """The process is up and its event loop turns."""
+    return json({"status": "ok"})
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> Response:
+    """Ready for traffic: each dependency checked with a short timeout; 503 while draining."""
+    deps = deps_of(request)
+    checks: dict[str, dict[str, object]] = {}
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(
+            deps.db.read(lambda c: c.execute(sa.text("SELECT 1")).scalar()),
+            deps.settings.db.health_timeout_s,
+        )
+        checks["database"] = {
+            "status": "ok",
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            "write_queue": deps.db.queue_depth,
+        }
+    except Exception as exc:
+        checks["database"] = {"status": "fail", "detail": exc.__class__.__name__}
+    bus_status, bus_detail = deps.bus.health()
+    checks["bus"] = {"status": bus_status, **({"detail": bus_detail} if bus_detail else {})}
+    draining = bool(getattr(request.app.state, "draining", False))
+    if draining:
+        status = "draining"
+    elif any(c["status"] == "fail" for c in checks.values()):
+        status = "fail"
+    elif any(c["status"] != "ok" for c in checks.values()):
+        status = "degraded"
+    else:
+        status = "ok"
+    code = 503 if status in ("draining", "fail") else 200
+    return json({"status": status, "checks": checks}, code)

@@ -1,0 +1,63 @@
+"""Request bodies of the HTTP API (they also document it in /openapi.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegisterIn(Body):
+    email: str = Field(max_length=320)
+    password: str = Field(min_length=8, max_length=1024)
+    display_name: str = Field(min_length=1, max_length=100)
+
+
+class LoginIn(Body):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=1024)
+
+
+class RefreshIn(Body):
+    refresh_token: str = Field(min_length=1, max_length=200)
+
+
+class TeamIn(Body):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class AddMemberIn(Body):
+    user_id: str | None = Field(default=None, max_length=36)
+    email: str | None = Field(default=None, max_length=320)
+
+
+class ChannelIn(Body):
+    name: str = Field(min_length=1, max_length=100)
+    private: bool = False
+
+
+class ChannelPatch(Body):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class UserRef(Body):
+    user_id: str = Field(min_length=1, max_length=36)
+
+
+class SendIn(Body):
+    channel_id: str = Field(min_length=1, max_length=36)
+    body: str = ""
+    client_msg_id: str | None = Field(default=None, min_length=1, max_length=100)
+    attachments: list[Any] = Field(default_factory=list)
+
+
+class EditIn(Body):
+    body: str
+
+
+class ReadIn(Body):
+    seq: int = Field(ge=0)

@@ -1,0 +1,101 @@
+"""ASGI guards: bounded in-flight requests and bounded request bodies."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# Health probes must answer even when the node sheds everything else.
+_EXEMPT = ("/livez", "/readyz", "/metrics")
+
+
+async def _problem(send: Send, status: int, code: str, title: str, headers: list[Any]) -> None:
+    body = orjson.dumps(
+        {
+            "type": f"https://realtimechat.dev/problems/{code}",
+            "title": title,
+            "status": status,
+            "code": code,
+        }
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class GuardMiddleware:
+    """Sheds HTTP requests beyond `max_in_flight` (503) and bodies beyond `max_bytes` (413)."""
+
+    def __init__(self, app: ASGIApp, *, max_in_flight: int, max_bytes: int, retry_after_s: int):
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.max_bytes = max_bytes
+        self.retry_after = str(retry_after_s).encode()
+        self.in_flight = 0
+        self.shed = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in _EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            self.shed += 1
+            await _problem(
+                send,
+                503,
+                "overloaded",
+                "Server busy, retry shortly",
+                [(b"retry-after", self.retry_after)],
+            )
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await _problem(send, 413, "request_too_large", "Request too large", [])
+                return
+        seen = 0
+        started = False
+
+        async def counted_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        self.in_flight += 1
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except _BodyTooLarge:
+            if not started:
+                await _problem(send, 413, "request_too_large", "Request too large", [])
+        finally:
+            self.in_flight -= 1

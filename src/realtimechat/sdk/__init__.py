@@ -1,0 +1,1 @@
+"""Client SDK helpers for consuming the chat event stream."""

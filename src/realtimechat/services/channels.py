@@ -1,0 +1,339 @@
+"""Teams, channels, memberships and DMs. Every channel change is an event."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sqlalchemy.engine import Connection
+
+from realtimechat.bus.base import Bus
+from realtimechat.domain.errors import Forbidden, NotAMember, NotFound, ValidationFailed
+from realtimechat.domain.models import Channel, ChannelKind, ChannelView, Event, Member, Role, Team
+from realtimechat.ids import new_epoch, new_id, now_ms
+from realtimechat.services.events import append_event
+from realtimechat.storage import repositories as repo
+from realtimechat.storage.database import Database
+
+ADMIN_ROLES: frozenset[str] = frozenset({"owner", "admin"})
+
+
+def _clean_name(name: str, what: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise ValidationFailed(f"{what} name must be 1 to 100 characters", field="name")
+    return name
+
+
+def visible_channel(conn: Connection, channel_id: str, user_id: str) -> tuple[Channel, Role | None]:
+    """The channel and the caller's role in it; NotFound unless the caller may see it.
+
+    Private channels and DMs exist only for their members; public channels for
+    members of their team.
+    """
+    channel = repo.channel_by_id(conn, channel_id)
+    if channel is None:
+        raise NotFound("channel not found")
+    membership = repo.channel_membership(conn, channel_id, user_id)
+    if membership is not None:
+        return channel, membership[0]
+    if (
+        channel.kind == "public"
+        and channel.team_id
+        and repo.team_role(conn, channel.team_id, user_id)
+    ):
+        return channel, None
+    raise NotFound("channel not found")
+
+
+def member_channel(conn: Connection, channel_id: str, user_id: str) -> tuple[Channel, Role]:
+    """The channel if the caller is a member; Forbidden for a visible public one."""
+    channel, role = visible_channel(conn, channel_id, user_id)
+    if role is None:
+        raise NotAMember()
+    return channel, role
+
+
+class ChannelService:
+    """Teams, channels, members and DMs."""
+
+    def __init__(self, *, db: Database, bus: Bus) -> None:
+        self._db = db
+        self._bus = bus
+
+    # ---- teams --------------------------------------------------------------
+    async def create_team(self, user_id: str, name: str) -> Team:
+        name = _clean_name(name, "team")
+        team = Team(new_id(), name, user_id, now_ms(), "owner")
+
+        def work(conn: Connection) -> None:
+            repo.insert_team(conn, team)
+            repo.add_team_member(conn, team.id, user_id, "owner", team.created_at)
+
+        await self._db.write(work)
+        return team
+
+    async def list_teams(self, user_id: str) -> list[Team]:
+        return await self._db.read(lambda c: repo.teams_of_user(c, user_id))
+
+    async def get_team(self, user_id: str, team_id: str) -> Team:
+        def work(conn: Connection) -> Team:
+            role = repo.team_role(conn, team_id, user_id)
+            team = repo.team_by_id(conn, team_id) if role else None
+            if team is None:
+                raise NotFound("team not found")
+            return Team(team.id, team.name, team.created_by, team.created_at, role)
+
+        return await self._db.read(work)
+
+    async def add_team_member(
+        self, actor_id: str, team_id: str, *, user_id: str | None, email: str | None
+    ) -> tuple[Member, bool]:
+        """Add a user (by id or e-mail) to a team; (member, created)."""
+
+        def work(conn: Connection) -> tuple[Member, bool]:
+            role = repo.team_role(conn, team_id, actor_id)
+            if role is None:
+                raise NotFound("team not found")
+            if role not in ADMIN_ROLES:
+                raise Forbidden("only team owners and admins add members")
+            target = None
+            if user_id:
+                target = repo.user_by_id(conn, user_id)
+            elif email:
+                found = repo.user_with_hash_by_email(conn, email.strip().lower())
+                target = found[0] if found else None
+            if target is None:
+                raise NotFound("user not found")
+            existing = repo.team_role(conn, team_id, target.id)
+            if existing is not None:
+                return Member(target.id, target.display_name, existing, 0), False
+            at = now_ms()
+            repo.add_team_member(conn, team_id, target.id, "member", at)
+            return Member(target.id, target.display_name, "member", at), True
+
+        return await self._db.write(work)
+
+    async def team_members(self, user_id: str, team_id: str) -> list[Member]:
+        def work(conn: Connection) -> list[Member]:
+            if repo.team_role(conn, team_id, user_id) is None:
+                raise NotFound("team not found")
+            return repo.team_members_of(conn, team_id)
+
+        return await self._db.read(work)
+
+    # ---- channels -----------------------------------------------------------
+    async def create_channel(self, user_id: str, team_id: str, name: str, private: bool) -> Channel:
+        name = _clean_name(name, "channel")
+        kind: ChannelKind = "private" if private else "public"
+
+        def work(conn: Connection) -> tuple[Channel, Event]:
+            if repo.team_role(conn, team_id, user_id) is None:
+                raise NotFound("team not found")
+            at = now_ms()
+            channel = Channel(new_id(), team_id, kind, name, 0, new_epoch(), user_id, at)
+            repo.insert_channel(conn, channel)
+            repo.add_channel_member(conn, channel.id, user_id, "admin", at)
+            ev = append_event(
+                conn,
+                channel.id,
+                "channel.created",
+                {"channel": channel.to_json(), "member_ids": [user_id]},
+                joined=(user_id,),
+            )
+            return replace(channel, last_seq=ev.seq), ev
+
+        channel, ev = await self._db.write(work)
+        self._bus.publish([ev])
+        return channel
+
+    async def rename_channel(self, user_id: str, channel_id: str, name: str) -> Channel:
+        name = _clean_name(name, "channel")
+
+        def work(conn: Connection) -> tuple[Channel, Event]:
+            channel, role = member_channel(conn, channel_id, user_id)
+            if channel.kind == "dm":
+                raise Forbidden("direct message channels have no name to change")
+            if role not in ADMIN_ROLES:
+                raise Forbidden("only channel admins rename a channel")
+            repo.rename_channel(conn, channel_id, name)
+            renamed = replace(channel, name=name)
+            ev = append_event(conn, channel_id, "channel.renamed", {"channel": renamed.to_json()})
+            return replace(renamed, last_seq=ev.seq), ev
+
+        channel, ev = await self._db.write(work)
+        self._bus.publish([ev])
+        return channel
+
+    async def get_channel(self, user_id: str, channel_id: str) -> ChannelView:
+        def work(conn: Connection) -> ChannelView:
+            channel, role = visible_channel(conn, channel_id, user_id)
+            return _view(conn, channel, user_id, role)
+
+        return await self._db.read(work)
+
+    async def team_channels(self, user_id: str, team_id: str) -> list[ChannelView]:
+        def work(conn: Connection) -> list[ChannelView]:
+            if repo.team_role(conn, team_id, user_id) is None:
+                raise NotFound("team not found")
+            return [
+                _view(conn, ch, user_id, row.role, row.read_seq)
+                for ch, row in repo.team_channels_for(conn, team_id, user_id)
+            ]
+
+        return await self._db.read(work)
+
+    async def my_channels(self, user_id: str) -> list[ChannelView]:
+        def work(conn: Connection) -> list[ChannelView]:
+            return [
+                _view(conn, ch, user_id, role, read_seq)
+                for ch, role, read_seq in repo.channels_of_user(conn, user_id)
+            ]
+
+        return await self._db.read(work)
+
+    async def subscriptions(self, user_id: str) -> list[Channel]:
+        """The channels whose events a live session of this user receives."""
+        return await self._db.read(lambda c: [ch for ch, _, _ in repo.channels_of_user(c, user_id)])
+
+    async def member_channels(self, user_id: str, channel_ids: list[str]) -> dict[str, Channel]:
+        """Those of `channel_ids` the user is a member of."""
+
+        def work(conn: Connection) -> dict[str, Channel]:
+            found: dict[str, Channel] = {}
+            for channel_id in channel_ids:
+                channel = repo.channel_by_id(conn, channel_id)
+                if channel and repo.channel_membership(conn, channel_id, user_id):
+                    found[channel_id] = channel
+            return found
+
+        return await self._db.read(work)
+
+    async def add_channel_member(
+        self, actor_id: str, channel_id: str, user_id: str
+    ) -> tuple[Member, bool]:
+        """Add a team member to a channel (or join a public one yourself); (member, created)."""
+
+        def work(conn: Connection) -> tuple[Member, bool, Event | None]:
+            channel, role = visible_channel(conn, channel_id, actor_id)
+            if channel.kind == "dm":
+                raise Forbidden("direct message channels have fixed members")
+            if role is None and actor_id != user_id:
+                raise Forbidden("join the channel before adding others")
+            target = repo.user_by_id(conn, user_id)
+            if target is None or (
+                channel.team_id and repo.team_role(conn, channel.team_id, user_id) is None
+            ):
+                raise NotFound("user is not a member of this team")
+            existing = repo.channel_membership(conn, channel_id, user_id)
+            if existing is not None:
+                return Member(user_id, target.display_name, existing[0], 0), False, None
+            at = now_ms()
+            repo.add_channel_member(conn, channel_id, user_id, "member", at)
+            member = Member(user_id, target.display_name, "member", at)
+            ev = append_event(
+                conn,
+                channel_id,
+                "member.joined",
+                {
+                    "channel": channel.to_json() | {"last_seq": channel.last_seq + 1},
+                    "user_id": user_id,
+                    "display_name": target.display_name,
+                    "added_by": actor_id,
+                },
+                joined=(user_id,),
+            )
+            return member, True, ev
+
+        member, created, ev = await self._db.write(work)
+        if ev is not None:
+            self._bus.publish([ev])
+        return member, created
+
+    async def remove_channel_member(self, actor_id: str, channel_id: str, user_id: str) -> None:
+        """Leave a channel, or (as a channel admin) remove someone from it."""
+
+        def work(conn: Connection) -> Event:
+            channel, role = member_channel(conn, channel_id, actor_id)
+            if channel.kind == "dm":
+                raise Forbidden("direct message channels have fixed members")
+            if actor_id != user_id and role not in ADMIN_ROLES:
+                raise Forbidden("only channel admins remove other members")
+            if repo.channel_membership(conn, channel_id, user_id) is None:
+                raise NotFound("user is not a member of this channel")
+            ev = append_event(
+                conn,
+                channel_id,
+                "member.left",
+                {"user_id": user_id, "removed_by": actor_id},
+                left=(user_id,),
+            )
+            repo.remove_channel_member(conn, channel_id, user_id)
+            return ev
+
+        ev = await self._db.write(work)
+        self._bus.publish([ev])
+
+    async def channel_members(self, user_id: str, channel_id: str) -> list[Member]:
+        def work(conn: Connection) -> list[Member]:
+            visible_channel(conn, channel_id, user_id)
+            return repo.channel_members_of(conn, channel_id)
+
+        return await self._db.read(work)
+
+    async def open_dm(self, user_id: str, other_id: str) -> tuple[ChannelView, bool]:
+        """The one DM channel of this pair, created on first use; (channel, created)."""
+        if other_id == user_id:
+            raise ValidationFailed("a direct message needs another user", field="user_id")
+        pair = sorted((user_id, other_id))
+        dm_key = f"{pair[0]}:{pair[1]}"
+
+        def work(conn: Connection) -> tuple[ChannelView, bool, Event | None]:
+            existing = repo.channel_by_dm_key(conn, dm_key)
+            if existing is not None:
+                return _view(conn, existing, user_id, "member"), False, None
+            other = repo.user_by_id(conn, other_id)
+            if other is None or not repo.users_share_team(conn, user_id, other_id):
+                raise NotFound("user not found")
+            at = now_ms()
+            channel = Channel(new_id(), None, "dm", "", 0, new_epoch(), user_id, at)
+            repo.insert_channel(conn, channel, dm_key=dm_key)
+            for uid in pair:
+                repo.add_channel_member(conn, channel.id, uid, "member", at)
+            ev = append_event(
+                conn,
+                channel.id,
+                "channel.created",
+                {"channel": channel.to_json(), "member_ids": pair},
+                joined=tuple(pair),
+            )
+            created = replace(channel, last_seq=ev.seq)
+            return ChannelView(created, True, "member", 0, 0, tuple(pair)), True, ev
+
+        view, created, ev = await self._db.write(work)
+        if ev is not None:
+            self._bus.publish([ev])
+        return view, created
+
+    async def mark_read(self, user_id: str, channel_id: str, seq: int) -> int:
+        """Move the caller's read marker forward to `seq` (capped at the channel's last seq)."""
+        if seq < 0:
+            raise ValidationFailed("seq must be zero or more", field="seq")
+
+        def work(conn: Connection) -> int:
+            channel, _ = member_channel(conn, channel_id, user_id)
+            return repo.set_read_seq(conn, channel_id, user_id, min(seq, channel.last_seq))
+
+        return await self._db.write(work)
+
+
+def _view(
+    conn: Connection, channel: Channel, user_id: str, role: Role | None, read_seq: int | None = None
+) -> ChannelView:
+    if role is None:
+        return ChannelView(channel, False, None, 0, 0)
+    if read_seq is None:
+        membership = repo.channel_membership(conn, channel.id, user_id)
+        read_seq = membership[1] if membership else 0
+    unread = repo.unread_count(conn, channel.id, user_id, read_seq)
+    members = tuple(repo.member_ids(conn, channel.id)) if channel.kind == "dm" else ()
+    return ChannelView(channel, True, role, read_seq, unread, members)

@@ -1,0 +1,215 @@
+"""Sending, editing, deleting and reading messages and channel events."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from typing import Any
+
+import orjson
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection
+
+from realtimechat.bus.base import Bus
+from realtimechat.domain.errors import (
+    Forbidden,
+    IdempotencyMismatch,
+    MessageDeleted,
+    NotFound,
+    PreconditionFailed,
+    ValidationFailed,
+)
+from realtimechat.domain.models import Event, Message
+from realtimechat.ids import new_id, now_ms
+from realtimechat.services.channels import ADMIN_ROLES, member_channel, visible_channel
+from realtimechat.services.events import append_event
+from realtimechat.settings import LimitSettings
+from realtimechat.storage import repositories as repo
+from realtimechat.storage.database import Database
+
+MAX_ATTACHMENTS = 10
+
+
+def request_hash(channel_id: str, body: str, attachments: list[Any]) -> str:
+    """Fingerprint of a send request, to refuse a reused client_msg_id with another body."""
+    raw = orjson.dumps([channel_id, body, attachments], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(raw).hexdigest()
+
+
+def tombstone(msg: Message, at: int) -> Message:
+    """The message as it shows once deleted: no body, no attachments."""
+    return replace(msg, body="", attachments=[], deleted_at=at, version=msg.version + 1)
+
+
+class MessageService:
+    """Messages: idempotent send, versioned edit and delete, history, event pages."""
+
+    def __init__(self, *, db: Database, bus: Bus, limits: LimitSettings) -> None:
+        self._db = db
+        self._bus = bus
+        self._limits = limits
+
+    def _check_body(self, body: str, attachments: list[Any]) -> None:
+        if len(body) > self._limits.max_body_chars:
+            raise ValidationFailed(
+                f"body is longer than {self._limits.max_body_chars} characters", field="body"
+            )
+        if not body.strip() and not attachments:
+            raise ValidationFailed("body must not be empty", field="body")
+        if len(attachments) > MAX_ATTACHMENTS:
+            raise ValidationFailed(f"at most {MAX_ATTACHMENTS} attachments", field="attachments")
+
+    async def send(
+        self,
+        user_id: str,
+        channel_id: str,
+        body: str,
+        client_msg_id: str,
+        attachments: list[Any] | None = None,
+    ) -> tuple[Message, bool]:
+        """Send once per (sender, client_msg_id); (message, created)."""
+        attachments = attachments or []
+        if not 1 <= len(client_msg_id) <= 100:
+            raise ValidationFailed(
+                "client_msg_id must be 1 to 100 characters", field="client_msg_id"
+            )
+        self._check_body(body, attachments)
+        fingerprint = request_hash(channel_id, body, attachments)
+
+        def work(conn: Connection) -> tuple[Message, Event | None]:
+            found = repo.message_by_client_id(conn, user_id, client_msg_id)
+            if found is not None:
+                msg, stored = found
+                if stored != fingerprint:
+                    raise IdempotencyMismatch()
+                return msg, None
+            member_channel(conn, channel_id, user_id)
+            seq = repo.next_seq(conn, channel_id)
+            at = now_ms()
+            msg = Message(
+                new_id(),
+                channel_id,
+                seq,
+                user_id,
+                client_msg_id,
+                body,
+                attachments,
+                1,
+                at,
+                None,
+                None,
+            )
+            repo.insert_message(conn, msg, fingerprint)
+            ev = Event(channel_id, seq, "message.created", orjson.dumps(msg.to_json()), at)
+            repo.insert_event(conn, ev, msg.id)
+            return msg, ev
+
+        try:
+            msg, ev = await self._db.write(work)
+        except sa_exc.IntegrityError:
+            # Two tries of one send raced past the lookup: the other one won.
+            msg, ev = await self._db.write(work)
+        if ev is not None:
+            self._bus.publish([ev])
+        return msg, ev is not None
+
+    async def get(self, user_id: str, message_id: str) -> Message:
+        def work(conn: Connection) -> Message:
+            msg = repo.message_by_id(conn, message_id)
+            if msg is None:
+                raise NotFound("message not found")
+            visible_channel(conn, msg.channel_id, user_id)
+            return msg
+
+        return await self._db.read(work)
+
+    async def edit(self, user_id: str, message_id: str, body: str, if_match: int) -> Message:
+        """Change the body of your own message if it is still at version `if_match`."""
+        self._check_body(body, [])
+
+        def work(conn: Connection) -> tuple[Message, Event]:
+            msg = repo.message_by_id(conn, message_id)
+            if msg is None:
+                raise NotFound("message not found")
+            member_channel(conn, msg.channel_id, user_id)
+            if msg.sender_id != user_id:
+                raise Forbidden("only the author edits a message")
+            if msg.deleted_at is not None:
+                raise MessageDeleted()
+            if msg.version != if_match:
+                raise PreconditionFailed(current_version=msg.version)
+            at = now_ms()
+            edited = replace(msg, body=body, version=msg.version + 1, edited_at=at)
+            repo.update_message(conn, edited)
+            ev = append_event(
+                conn, msg.channel_id, "message.updated", edited.to_json(), message_id=msg.id
+            )
+            return edited, ev
+
+        edited, ev = await self._db.write(work)
+        self._bus.publish([ev])
+        return edited
+
+    async def delete(self, user_id: str, message_id: str, if_match: int) -> Message:
+        """Delete a message (its author or a channel admin); answers the tombstone."""
+
+        def work(conn: Connection) -> tuple[Message, Event | None]:
+            msg = repo.message_by_id(conn, message_id)
+            if msg is None:
+                raise NotFound("message not found")
+            _, role = member_channel(conn, msg.channel_id, user_id)
+            if msg.sender_id != user_id and role not in ADMIN_ROLES:
+                raise Forbidden("only the author or a channel admin deletes a message")
+            if msg.version != if_match:
+                raise PreconditionFailed(current_version=msg.version)
+            if msg.deleted_at is not None:
+                return msg, None  # deleting twice changes nothing
+            gone = tombstone(msg, now_ms())
+            repo.update_message(conn, gone)
+            data = orjson.dumps(gone.to_json())
+            # Deleted text must not survive in the event log either.
+            repo.scrub_message_events(conn, msg.id, data)
+            ev = append_event(
+                conn, msg.channel_id, "message.deleted", gone.to_json(), message_id=msg.id
+            )
+            return gone, ev
+
+        gone, ev = await self._db.write(work)
+        if ev is not None:
+            self._bus.publish([ev])
+        return gone
+
+    async def history(
+        self, user_id: str, channel_id: str, before_seq: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
+        """Messages newest first, before `before_seq`; (page, has_more)."""
+        limit = self._page(limit)
+
+        def work(conn: Connection) -> tuple[list[Message], bool]:
+            visible_channel(conn, channel_id, user_id)
+            rows = repo.history(conn, channel_id, before_seq, limit + 1)
+            return rows[:limit], len(rows) > limit
+
+        return await self._db.read(work)
+
+    async def events(
+        self, user_id: str, channel_id: str, after_seq: int, limit: int
+    ) -> tuple[list[Event], bool]:
+        """Events in seq order after `after_seq`; (page, has_more)."""
+        limit = self._page(limit)
+
+        def work(conn: Connection) -> tuple[list[Event], bool]:
+            visible_channel(conn, channel_id, user_id)
+            rows = repo.events_after(conn, channel_id, after_seq, limit + 1)
+            return rows[:limit], len(rows) > limit
+
+        return await self._db.read(work)
+
+    async def replay(self, channel_id: str, after_seq: int, limit: int) -> list[Event]:
+        """Stored events for a live session that is already known to be a member."""
+        return await self._db.read(lambda c: repo.events_after(c, channel_id, after_seq, limit))
+
+    def _page(self, limit: int) -> int:
+        if not 1 <= limit <= self._limits.page_max:
+            raise ValidationFailed(f"limit must be 1 to {self._limits.page_max}", field="limit")
+        return limit

@@ -1,0 +1,76 @@
+"""The one typed settings object, built once at start-up and passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DatabaseSettings(BaseModel):
+    """Where the data lives and how the storage layer talks to it."""
+
+    url: str | None = None  # None: SQLite file in data_dir
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL"] = "FULL"
+    timeout_s: float = 5.0
+    read_threads: int = 2
+    max_batch: int = 256  # group commit: jobs sharing one SQLite transaction
+    max_queue: int = 10_000  # jobs waiting for the writer before we shed load
+    health_timeout_s: float = 1.0
+
+
+class AuthSettings(BaseModel):
+    """Token lifetimes and the signing secret (generated into data_dir when unset)."""
+
+    secret: str | None = None
+    access_ttl_s: int = 15 * 60
+    refresh_ttl_s: int = 30 * 24 * 3600
+    issuer: str = "realtimechat"
+
+
+class LimitSettings(BaseModel):
+    """Rate limits, sizes and load shedding."""
+
+    user_requests_per_minute: int = 1000
+    anonymous_requests_per_minute: int = 120
+    ws_frames_per_minute: int = 6000
+    max_body_chars: int = 16 * 1024
+    max_request_bytes: int = 64 * 1024
+    max_in_flight: int = 512
+    retry_after_s: int = 1
+    page_max: int = 500
+
+
+class WebSocketSettings(BaseModel):
+    """Gateway timings and bounds."""
+
+    auth_timeout_s: float = 10.0
+    heartbeat_ms: int = 20_000
+    send_queue: int = 2048
+    replay_limit: int = 1000
+    max_inflight_sends: int = 64
+    reconnect_after_ms: int = 1000
+
+
+class Settings(BaseSettings):
+    """Everything configurable, read from RTC_* environment variables (nested with __)."""
+
+    model_config = SettingsConfigDict(env_prefix="RTC_", env_nested_delimiter="__")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("./data")
+    drain_s: float = 30.0
+    log_level: str = "info"
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    ws: WebSocketSettings = Field(default_factory=WebSocketSettings)
+
+    def database_url(self) -> str:
+        """The SQLAlchemy URL: the configured one, else a SQLite file in data_dir."""
+        if self.db.url:
+            return self.db.url
+        return f"sqlite:///{(self.data_dir / 'realtimechat.db').resolve()}"

@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy Core tables, the database runner, repositories, migrations."""

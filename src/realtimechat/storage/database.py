@@ -1,0 +1,202 @@
+"""The database runner: every unit of work reaches the database thread once.
+
+A unit of work is a plain synchronous function over a SQLAlchemy Connection.
+It runs whole on a database thread, so a send costs one hop between the event
+loop and that thread instead of one per statement.
+
+On SQLite one writer thread runs the write jobs. Jobs that queue up while a
+commit is in progress share the next transaction (group commit), each inside
+its own SAVEPOINT so one job's failure rolls back that job alone. Every caller
+is answered only after the shared COMMIT returned, so no guarantee is weaker
+than one transaction per job. Reads run on a small pool of reader threads with
+their own connections (WAL lets them run beside the writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from realtimechat.domain.errors import Overloaded, Unavailable
+from realtimechat.settings import Settings
+
+T = TypeVar("T")
+Work = Callable[[Connection], T]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Job:
+    work: Callable[[Connection], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+_STOP = object()
+
+
+def _resolve(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for fut, value, exc in results:
+        if fut.cancelled():
+            continue
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(value)
+
+
+def _sqlite_engine(url: str, synchronous: str, *, writer: bool, pool_size: int) -> Engine:
+    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=5)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=5000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+
+    return engine
+
+
+class Database:
+    """Runs units of work on database threads and hands results back to the loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        url = settings.database_url()
+        if not url.startswith("sqlite"):
+            raise ValueError(f"unsupported database URL (SQLite only in this version): {url}")
+        sync = settings.db.sqlite_synchronous
+        self.url = url
+        self._write_engine = _sqlite_engine(url, sync, writer=True, pool_size=1)
+        self._read_engine = _sqlite_engine(
+            url, sync, writer=False, pool_size=settings.db.read_threads
+        )
+        self._jobs: queue.Queue[Any] = queue.Queue()
+        self._writer: threading.Thread | None = None
+        self._readers = ThreadPoolExecutor(
+            max_workers=settings.db.read_threads, thread_name_prefix="db-read"
+        )
+        self.commits = 0
+        self.jobs_committed = 0
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        self._writer = threading.Thread(target=self._write_loop, name="db-write", daemon=True)
+        self._writer.start()
+
+    async def close(self) -> None:
+        """Finish queued writes, then stop the threads and dispose of the engines."""
+        if self._writer is not None:
+            self._jobs.put(_STOP)
+            await asyncio.to_thread(self._writer.join)
+            self._writer = None
+        self._readers.shutdown(wait=True)
+        self._write_engine.dispose()
+        self._read_engine.dispose()
+
+    @property
+    def queue_depth(self) -> int:
+        """Write jobs waiting for the writer thread."""
+        return self._jobs.qsize()
+
+    async def write(self, work: Work[T]) -> T:
+        """Run `work` in a write transaction; answer after its commit."""
+        if self._writer is None:
+            raise Unavailable(detail="database writer is not running")
+        if self._jobs.qsize() >= self._settings.db.max_queue:
+            raise Overloaded(self._settings.limits.retry_after_s, "database write queue is full")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._jobs.put(_Job(work, fut, loop))
+        return await fut
+
+    async def read(self, work: Work[T]) -> T:
+        """Run `work` in a read transaction on a reader thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._run_read, work)
+
+    def _run_read(self, work: Work[T]) -> T:
+        with self._read_engine.connect() as conn, conn.begin():
+            return work(conn)
+
+    def _write_loop(self) -> None:
+        conn: Connection | None = None
+        max_batch = self._settings.db.max_batch
+        while True:
+            first = self._jobs.get()
+            if first is _STOP:
+                break
+            batch: list[_Job] = [first]
+            stop = False
+            while len(batch) < max_batch:
+                try:
+                    nxt = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop = True
+                    break
+                batch.append(nxt)
+            try:
+                if conn is None:
+                    conn = self._write_engine.connect()
+                self._run_batch(conn, batch)
+            except Exception as exc:  # the connection itself failed: fail the whole batch
+                log.exception("database write batch failed")
+                err = Unavailable(detail=f"database write failed: {exc.__class__.__name__}")
+                self._answer(batch, [(j.future, None, err) for j in batch])
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                    conn = None
+            if stop:
+                break
+        if conn is not None:
+            conn.close()
+
+    def _run_batch(self, conn: Connection, batch: list[_Job]) -> None:
+        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        with conn.begin():
+            for job in batch:
+                if job.future.cancelled():
+                    # The caller is gone, but the work may still be a send whose
+                    # retry will look for it: run it anyway.
+                    pass
+                try:
+                    with conn.begin_nested():
+                        value = job.work(conn)
+                    results.append((job.future, value, None))
+                except Exception as exc:
+                    results.append((job.future, None, exc))
+        self.commits += 1
+        self.jobs_committed += len(batch)
+        self._answer(batch, results)
+
+    @staticmethod
+    def _answer(
+        batch: list[_Job], results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
+    ) -> None:
+        loop = batch[0].loop
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(_resolve, results)

@@ -1,0 +1,379 @@
+"""Queries over a Connection, returning domain records. No transaction control here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from realtimechat.domain.models import (
+    Channel,
+    ChannelKind,
+    Event,
+    Member,
+    Message,
+    Role,
+    Team,
+    User,
+)
+from realtimechat.storage.tables import (
+    channel_members,
+    channels,
+    events,
+    messages,
+    team_members,
+    teams,
+    users,
+)
+
+
+# ---- users -----------------------------------------------------------------
+def user_from_row(row: Row[Any]) -> User:
+    return User(row.id, row.email, row.display_name, row.created_at)
+
+
+def insert_user(conn: Connection, user: User, password_hash: str) -> None:
+    conn.execute(
+        users.insert().values(
+            id=user.id,
+            email=user.email,
+            display_name=user.display_name,
+            password_hash=password_hash,
+            created_at=user.created_at,
+        )
+    )
+
+
+def user_by_id(conn: Connection, user_id: str) -> User | None:
+    row = conn.execute(sa.select(users).where(users.c.id == user_id)).first()
+    return user_from_row(row) if row else None
+
+
+def user_with_hash_by_email(conn: Connection, email: str) -> tuple[User, str] | None:
+    row = conn.execute(sa.select(users).where(users.c.email == email)).first()
+    return (user_from_row(row), row.password_hash) if row else None
+
+
+# ---- teams -----------------------------------------------------------------
+def insert_team(conn: Connection, team: Team) -> None:
+    conn.execute(
+        teams.insert().values(
+            id=team.id, name=team.name, created_by=team.created_by, created_at=team.created_at
+        )
+    )
+
+
+def team_role(conn: Connection, team_id: str, user_id: str) -> Role | None:
+    role = conn.execute(
+        sa.select(team_members.c.role).where(
+            team_members.c.team_id == team_id, team_members.c.user_id == user_id
+        )
+    ).scalar()
+    return cast(Role | None, role)
+
+
+def add_team_member(conn: Connection, team_id: str, user_id: str, role: Role, at: int) -> None:
+    conn.execute(
+        team_members.insert().values(team_id=team_id, user_id=user_id, role=role, joined_at=at)
+    )
+
+
+def team_by_id(conn: Connection, team_id: str) -> Team | None:
+    row = conn.execute(sa.select(teams).where(teams.c.id == team_id)).first()
+    return Team(row.id, row.name, row.created_by, row.created_at) if row else None
+
+
+def teams_of_user(conn: Connection, user_id: str) -> list[Team]:
+    rows = conn.execute(
+        sa.select(teams, team_members.c.role)
+        .join(team_members, team_members.c.team_id == teams.c.id)
+        .where(team_members.c.user_id == user_id)
+        .order_by(teams.c.created_at)
+    )
+    return [Team(r.id, r.name, r.created_by, r.created_at, cast(Role, r.role)) for r in rows]
+
+
+def team_members_of(conn: Connection, team_id: str) -> list[Member]:
+    rows = conn.execute(
+        sa.select(team_members, users.c.display_name)
+        .join(users, users.c.id == team_members.c.user_id)
+        .where(team_members.c.team_id == team_id)
+        .order_by(team_members.c.joined_at)
+    )
+    return [Member(r.user_id, r.display_name, cast(Role, r.role), r.joined_at) for r in rows]
+
+
+def users_share_team(conn: Connection, a: str, b: str) -> bool:
+    tm2 = team_members.alias("tm2")
+    row = conn.execute(
+        sa.select(team_members.c.team_id)
+        .join(tm2, tm2.c.team_id == team_members.c.team_id)
+        .where(team_members.c.user_id == a, tm2.c.user_id == b)
+        .limit(1)
+    ).first()
+    return row is not None
+
+
+# ---- channels --------------------------------------------------------------
+def channel_from_row(row: Row[Any]) -> Channel:
+    return Channel(
+        row.id,
+        row.team_id,
+        cast(ChannelKind, row.kind),
+        row.name,
+        row.last_seq,
+        row.epoch,
+        row.created_by,
+        row.created_at,
+    )
+
+
+def insert_channel(conn: Connection, channel: Channel, dm_key: str | None = None) -> None:
+    conn.execute(
+        channels.insert().values(
+            id=channel.id,
+            team_id=channel.team_id,
+            kind=channel.kind,
+            name=channel.name,
+            last_seq=channel.last_seq,
+            epoch=channel.epoch,
+            created_by=channel.created_by,
+            created_at=channel.created_at,
+            dm_key=dm_key,
+        )
+    )
+
+
+def channel_by_id(conn: Connection, channel_id: str) -> Channel | None:
+    row = conn.execute(sa.select(channels).where(channels.c.id == channel_id)).first()
+    return channel_from_row(row) if row else None
+
+
+def channel_by_dm_key(conn: Connection, dm_key: str) -> Channel | None:
+    row = conn.execute(sa.select(channels).where(channels.c.dm_key == dm_key)).first()
+    return channel_from_row(row) if row else None
+
+
+def rename_channel(conn: Connection, channel_id: str, name: str) -> None:
+    conn.execute(channels.update().where(channels.c.id == channel_id).values(name=name))
+
+
+def next_seq(conn: Connection, channel_id: str) -> int:
+    """Allocate the channel's next seq; the row lock orders writers per channel."""
+    seq = conn.execute(
+        channels.update()
+        .where(channels.c.id == channel_id)
+        .values(last_seq=channels.c.last_seq + 1)
+        .returning(channels.c.last_seq)
+    ).scalar_one()
+    return int(seq)
+
+
+def channel_membership(conn: Connection, channel_id: str, user_id: str) -> tuple[Role, int] | None:
+    row = conn.execute(
+        sa.select(channel_members.c.role, channel_members.c.read_seq).where(
+            channel_members.c.channel_id == channel_id, channel_members.c.user_id == user_id
+        )
+    ).first()
+    return (cast(Role, row.role), int(row.read_seq)) if row else None
+
+
+def add_channel_member(
+    conn: Connection, channel_id: str, user_id: str, role: Role, at: int, read_seq: int = 0
+) -> None:
+    conn.execute(
+        channel_members.insert().values(
+            channel_id=channel_id, user_id=user_id, role=role, read_seq=read_seq, joined_at=at
+        )
+    )
+
+
+def remove_channel_member(conn: Connection, channel_id: str, user_id: str) -> None:
+    conn.execute(
+        channel_members.delete().where(
+            channel_members.c.channel_id == channel_id, channel_members.c.user_id == user_id
+        )
+    )
+
+
+def channel_members_of(conn: Connection, channel_id: str) -> list[Member]:
+    rows = conn.execute(
+        sa.select(channel_members, users.c.display_name)
+        .join(users, users.c.id == channel_members.c.user_id)
+        .where(channel_members.c.channel_id == channel_id)
+        .order_by(channel_members.c.joined_at)
+    )
+    return [Member(r.user_id, r.display_name, cast(Role, r.role), r.joined_at) for r in rows]
+
+
+def member_ids(conn: Connection, channel_id: str) -> list[str]:
+    return list(
+        conn.execute(
+            sa.select(channel_members.c.user_id).where(channel_members.c.channel_id == channel_id)
+        ).scalars()
+    )
+
+
+def set_read_seq(conn: Connection, channel_id: str, user_id: str, seq: int) -> int:
+    """Move the read marker forward (never back); return the resulting marker."""
+    conn.execute(
+        channel_members.update()
+        .where(
+            channel_members.c.channel_id == channel_id,
+            channel_members.c.user_id == user_id,
+            channel_members.c.read_seq < seq,
+        )
+        .values(read_seq=seq)
+    )
+    membership = channel_membership(conn, channel_id, user_id)
+    return membership[1] if membership else 0
+
+
+def channels_of_user(conn: Connection, user_id: str) -> list[tuple[Channel, Role, int]]:
+    """Every channel the user is a member of, with role and read marker."""
+    rows = conn.execute(
+        sa.select(channels, channel_members.c.role, channel_members.c.read_seq)
+        .join(channel_members, channel_members.c.channel_id == channels.c.id)
+        .where(channel_members.c.user_id == user_id)
+        .order_by(channels.c.created_at)
+    )
+    return [(channel_from_row(r), cast(Role, r.role), int(r.read_seq)) for r in rows]
+
+
+def team_channels_for(conn: Connection, team_id: str, user_id: str) -> list[tuple[Channel, Any]]:
+    """Public channels of the team and the private ones the user is in, with membership."""
+    cm = channel_members
+    rows = conn.execute(
+        sa.select(channels, cm.c.role, cm.c.read_seq)
+        .outerjoin(cm, sa.and_(cm.c.channel_id == channels.c.id, cm.c.user_id == user_id))
+        .where(
+            channels.c.team_id == team_id,
+            sa.or_(channels.c.kind == "public", cm.c.user_id.is_not(None)),
+        )
+        .order_by(channels.c.created_at)
+    )
+    return [(channel_from_row(r), r) for r in rows]
+
+
+def unread_count(conn: Connection, channel_id: str, user_id: str, read_seq: int) -> int:
+    return int(
+        conn.execute(
+            sa.select(sa.func.count())
+            .select_from(messages)
+            .where(
+                messages.c.channel_id == channel_id,
+                messages.c.seq > read_seq,
+                messages.c.sender_id != user_id,
+                messages.c.deleted_at.is_(None),
+            )
+        ).scalar_one()
+    )
+
+
+# ---- messages and events ---------------------------------------------------
+def message_from_row(row: Row[Any]) -> Message:
+    return Message(
+        row.id,
+        row.channel_id,
+        row.seq,
+        row.sender_id,
+        row.client_msg_id,
+        row.body,
+        orjson.loads(row.attachments),
+        row.version,
+        row.created_at,
+        row.edited_at,
+        row.deleted_at,
+    )
+
+
+def message_by_id(conn: Connection, message_id: str) -> Message | None:
+    row = conn.execute(sa.select(messages).where(messages.c.id == message_id)).first()
+    return message_from_row(row) if row else None
+
+
+def message_by_client_id(
+    conn: Connection, sender_id: str, client_msg_id: str
+) -> tuple[Message, str] | None:
+    row = conn.execute(
+        sa.select(messages).where(
+            messages.c.sender_id == sender_id, messages.c.client_msg_id == client_msg_id
+        )
+    ).first()
+    return (message_from_row(row), row.request_hash) if row else None
+
+
+def insert_message(conn: Connection, msg: Message, request_hash: str) -> None:
+    conn.execute(
+        messages.insert().values(
+            id=msg.id,
+            channel_id=msg.channel_id,
+            seq=msg.seq,
+            sender_id=msg.sender_id,
+            client_msg_id=msg.client_msg_id,
+            request_hash=request_hash,
+            body=msg.body,
+            attachments=orjson.dumps(msg.attachments).decode(),
+            version=msg.version,
+            created_at=msg.created_at,
+        )
+    )
+
+
+def update_message(conn: Connection, msg: Message) -> None:
+    conn.execute(
+        messages.update()
+        .where(messages.c.id == msg.id)
+        .values(
+            body=msg.body,
+            attachments=orjson.dumps(msg.attachments).decode(),
+            version=msg.version,
+            edited_at=msg.edited_at,
+            deleted_at=msg.deleted_at,
+        )
+    )
+
+
+def history(conn: Connection, channel_id: str, before_seq: int | None, limit: int) -> list[Message]:
+    q = sa.select(messages).where(messages.c.channel_id == channel_id)
+    if before_seq is not None:
+        q = q.where(messages.c.seq < before_seq)
+    rows = conn.execute(q.order_by(messages.c.seq.desc()).limit(limit))
+    return [message_from_row(r) for r in rows]
+
+
+def insert_event(conn: Connection, ev: Event, message_id: str | None = None) -> None:
+    conn.execute(
+        events.insert().values(
+            channel_id=ev.channel_id,
+            seq=ev.seq,
+            type=ev.type,
+            message_id=message_id,
+            payload=ev.data.decode(),
+            created_at=ev.created_at,
+        )
+    )
+
+
+def scrub_message_events(conn: Connection, message_id: str, payload: bytes) -> None:
+    """Replace the payload of every event of a deleted message by its tombstone."""
+    conn.execute(
+        events.update().where(events.c.message_id == message_id).values(payload=payload.decode())
+    )
+
+
+def events_after(conn: Connection, channel_id: str, after_seq: int, limit: int) -> list[Event]:
+    rows = conn.execute(
+        sa.select(events.c.seq, events.c.type, events.c.payload, events.c.created_at)
+        .where(events.c.channel_id == channel_id, events.c.seq > after_seq)
+        .order_by(events.c.seq)
+        .limit(limit)
+    )
+    return [Event(channel_id, r.seq, r.type, r.payload.encode(), r.created_at) for r in rows]
+
+
+def seqs_of(rows: Sequence[Event]) -> list[int]:
+    return [e.seq for e in rows]

@@ -1,0 +1,112 @@
+"""The schema, as SQLAlchemy Core tables. Times are UTC milliseconds (BigInteger)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+ID = sa.String(36)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(100), nullable=False),
+    sa.Column("password_hash", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+teams = sa.Table(
+    "teams",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("created_by", ID, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+team_members = sa.Table(
+    "team_members",
+    metadata,
+    sa.Column("team_id", ID, sa.ForeignKey("teams.id"), primary_key=True),
+    sa.Column("user_id", ID, sa.ForeignKey("users.id"), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("joined_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_team_members_user", "user_id"),
+)
+
+channels = sa.Table(
+    "channels",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("team_id", ID, sa.ForeignKey("teams.id"), nullable=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("last_seq", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("epoch", sa.String(32), nullable=False),
+    sa.Column("created_by", ID, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    # "<user_id>:<user_id>" (sorted) for DMs, so one pair has one DM channel.
+    sa.Column("dm_key", sa.String(80), nullable=True, unique=True),
+    sa.Index("ix_channels_team", "team_id"),
+)
+
+channel_members = sa.Table(
+    "channel_members",
+    metadata,
+    sa.Column("channel_id", ID, sa.ForeignKey("channels.id"), primary_key=True),
+    sa.Column("user_id", ID, sa.ForeignKey("users.id"), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("read_seq", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("joined_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_channel_members_user", "user_id"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("channel_id", ID, sa.ForeignKey("channels.id"), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("message_id", ID, nullable=True),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_events_message", "message_id"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("channel_id", ID, sa.ForeignKey("channels.id"), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("sender_id", ID, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("client_msg_id", sa.String(100), nullable=False),
+    # Fingerprint of the first request under this client_msg_id, so a retry with
+    # another body is refused even after the message was edited.
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("attachments", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("edited_at", sa.BigInteger, nullable=True),
+    sa.Column("deleted_at", sa.BigInteger, nullable=True),
+    sa.UniqueConstraint("sender_id", "client_msg_id", name="uq_messages_sender_client_msg"),
+    sa.Index("ix_messages_channel_seq", "channel_id", "seq", unique=True),
+)
+
+refresh_tokens = sa.Table(
+    "refresh_tokens",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("user_id", ID, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("family_id", ID, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("used_at", sa.BigInteger, nullable=True),
+    sa.Column("revoked_at", sa.BigInteger, nullable=True),
+    sa.Index("ix_refresh_tokens_family", "family_id"),
+)

@@ -1,0 +1,44 @@
+"""Refresh-token rows: stored hashed, grouped in families for reuse detection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from realtimechat.ids import new_id
+from realtimechat.storage.tables import refresh_tokens
+
+
+def by_hash(conn: Connection, token_hash: str) -> Row[Any] | None:
+    return conn.execute(
+        sa.select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
+    ).first()
+
+
+def insert(
+    conn: Connection, *, user_id: str, token_hash: str, family_id: str, now: int, expires_at: int
+) -> None:
+    conn.execute(
+        refresh_tokens.insert().values(
+            id=new_id(),
+            user_id=user_id,
+            token_hash=token_hash,
+            family_id=family_id,
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
+
+
+def mark_used(conn: Connection, token_id: str, now: int) -> None:
+    conn.execute(refresh_tokens.update().where(refresh_tokens.c.id == token_id).values(used_at=now))
+
+
+def revoke_family(conn: Connection, family_id: str, now: int) -> None:
+    conn.execute(
+        refresh_tokens.update()
+        .where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
