@@ -28,6 +28,9 @@ class AuthSettings(BaseModel):
     access_ttl_s: int = 15 * 60
     refresh_ttl_s: int = 30 * 24 * 3600
     issuer: str = "realtimechat"
+    # argon2id cost; the defaults are the library's recommendation (RFC 9106 low-memory).
+    hash_time_cost: int = 3
+    hash_memory_kib: int = 65536
 
 
 class LimitSettings(BaseModel):

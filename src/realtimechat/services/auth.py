@@ -50,7 +50,9 @@ class AuthService:
         self._db = db
         self._settings = settings
         self._secret = secret
-        self._hasher = PasswordHasher()  # argon2id with the library's recommended cost
+        self._hasher = PasswordHasher(
+            time_cost=settings.hash_time_cost, memory_cost=settings.hash_memory_kib
+        )
         self._dummy_hash = self._hasher.hash(secrets.token_hex(8))
 
     async def register(self, email: str, password: str, display_name: str) -> User:

@@ -1,0 +1,51 @@
+"""Shared fixtures: one real server for the suite, fresh users per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import Api, ServerProcess, new_user, running_server
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    del config, items
+
+
+@pytest.fixture(scope="session")
+async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServerProcess]:
+    """One server for the tests that do not restart or reconfigure it."""
+    tmp: Path = tmp_path_factory.mktemp("server")
+    async with running_server(
+        tmp,
+        RTC_LIMITS__USER_REQUESTS_PER_MINUTE="100000",
+        RTC_LIMITS__ANONYMOUS_REQUESTS_PER_MINUTE="100000",
+    ) as srv:
+        yield srv
+
+
+@pytest.fixture
+async def alice(server: ServerProcess) -> AsyncIterator[Api]:
+    api = await new_user(server, "alice")
+    yield api
+    await api.aclose()
+
+
+@pytest.fixture
+async def bob(server: ServerProcess) -> AsyncIterator[Api]:
+    api = await new_user(server, "bob")
+    yield api
+    await api.aclose()
+
+
+@pytest.fixture
+async def carol(server: ServerProcess) -> AsyncIterator[Api]:
+    api = await new_user(server, "carol")
+    yield api
+    await api.aclose()
+
+
+IN_CI = os.environ.get("CI") == "true"

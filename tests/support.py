@@ -1,0 +1,265 @@
+"""Test support: a real server process on a real socket, and thin real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+FAST_HASH = {"RTC_AUTH__HASH_TIME_COST": "1", "RTC_AUTH__HASH_MEMORY_KIB": "1024"}
+
+
+@dataclass
+class ServerProcess:
+    """A `realtimechat serve` child process listening on a free port."""
+
+    data_dir: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    url: str = ""
+    output: list[str] = field(default_factory=list)
+    port: int = 0
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://") + "/api/v1/ws"
+
+    async def start(self) -> None:
+        """Start and wait for the "running at" line (no sleeping)."""
+        env = {**os.environ, **FAST_HASH, **self.env}
+        cmd = [
+            sys.executable,
+            "-m",
+            "realtimechat",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+        ]
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert self.proc.stdout is not None
+        stdout = self.proc.stdout
+
+        def wait_for_url() -> str:
+            for raw in iter(stdout.readline, b""):
+                line = raw.decode(errors="replace").rstrip()
+                self.output.append(line)
+                if "RealTimeChat is running at " in line:
+                    return line.rsplit(" ", 1)[-1]
+            raise RuntimeError("server exited:\n" + "\n".join(self.output))
+
+        self.url = await asyncio.wait_for(asyncio.to_thread(wait_for_url), 60)
+        self.port = int(self.url.rsplit(":", 1)[-1])
+        # Keep draining the pipe so the child never blocks on a full stdout.
+        asyncio.get_running_loop().run_in_executor(None, self._drain_output)
+
+    def _drain_output(self) -> None:
+        if self.proc is not None and self.proc.stdout is not None:
+            for raw in iter(self.proc.stdout.readline, b""):
+                self.output.append(raw.decode(errors="replace").rstrip())
+
+    async def signal(self, sig: int) -> int:
+        """Send a signal and wait for the process to exit; its exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return await asyncio.wait_for(asyncio.to_thread(self.proc.wait), 60)
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(Exception):
+                await self.signal(signal.SIGKILL)
+
+
+@contextlib.asynccontextmanager
+async def running_server(tmp: Path, **env: str) -> AsyncIterator[ServerProcess]:
+    server = ServerProcess(tmp, env)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def unique(prefix: str = "x") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+class Api:
+    """A logged-in (or anonymous) HTTP client for one user."""
+
+    def __init__(self, server: ServerProcess, token: str | None = None) -> None:
+        self.server = server
+        self.token = token
+        self.user_id = ""
+        self.email = ""
+        self.refresh_token = ""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    def authorize(self, token: str) -> None:
+        self.token = token
+        self.http.headers["Authorization"] = f"Bearer {token}"
+
+    async def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        return await self.http.request(method, path, **kw)
+
+    async def ok(
+        self, method: str, path: str, status: int | tuple[int, ...] = (200, 201), **kw: Any
+    ) -> Any:
+        """Make a call that must succeed with `status`; its JSON."""
+        resp = await self.http.request(method, path, **kw)
+        expected = (status,) if isinstance(status, int) else status
+        assert resp.status_code in expected, f"{method} {path}: {resp.status_code} {resp.text}"
+        return resp.json() if resp.content else None
+
+    # -- conveniences over the v1 API --
+    async def create_team(self, name: str = "team") -> dict[str, Any]:
+        result: dict[str, Any] = await self.ok("POST", "/api/v1/teams", 201, json={"name": name})
+        return result
+
+    async def add_to_team(self, team_id: str, user: Api) -> None:
+        await self.ok(
+            "POST", f"/api/v1/teams/{team_id}/members", (200, 201), json={"user_id": user.user_id}
+        )
+
+    async def create_channel(
+        self, team_id: str, name: str = "general", private: bool = False
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self.ok(
+            "POST",
+            f"/api/v1/teams/{team_id}/channels",
+            201,
+            json={"name": name, "private": private},
+        )
+        return result
+
+    async def join(self, channel_id: str, user: Api) -> None:
+        await self.ok(
+            "POST",
+            f"/api/v1/channels/{channel_id}/members",
+            (200, 201),
+            json={"user_id": user.user_id},
+        )
+
+    async def send(self, channel_id: str, body: str, client_msg_id: str | None = None) -> Any:
+        return await self.ok(
+            "POST",
+            "/api/v1/messages",
+            (200, 201),
+            json={
+                "channel_id": channel_id,
+                "body": body,
+                "client_msg_id": client_msg_id or unique("m"),
+            },
+        )
+
+    async def events(self, channel_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
+        """Every event after `after_seq`, paging until has_more is false."""
+        out: list[dict[str, Any]] = []
+        while True:
+            page = await self.ok(
+                "GET",
+                f"/api/v1/channels/{channel_id}/events",
+                200,
+                params={"after_seq": after_seq, "limit": 500},
+            )
+            out.extend(page["events"])
+            if not page["has_more"]:
+                return out
+            after_seq = out[-1]["seq"]
+
+
+async def new_user(server: ServerProcess, name: str = "user") -> Api:
+    """Register and log in a fresh user."""
+    anon = httpx.AsyncClient(base_url=server.url, timeout=30)
+    email = f"{unique(name)}@example.com"
+    try:
+        reg = await anon.post(
+            "/api/v1/auth/register",
+            json={"email": email, "password": "correct horse", "display_name": name},
+        )
+        assert reg.status_code == 201, reg.text
+        login = await anon.post(
+            "/api/v1/auth/login", json={"email": email, "password": "correct horse"}
+        )
+        assert login.status_code == 200, login.text
+    finally:
+        await anon.aclose()
+    api = Api(server, login.json()["access_token"])
+    api.user_id = reg.json()["id"]
+    api.email = email
+    api.refresh_token = login.json()["refresh_token"]
+    return api
+
+
+class WsClient:
+    """A real WebSocket client speaking the v1 protocol."""
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self.conn = conn
+        self.ready: dict[str, Any] = {}
+
+    @classmethod
+    async def connect(
+        cls, server: ServerProcess, token: str, cursors: dict[str, Any] | None = None, **kw: Any
+    ) -> WsClient:
+        conn = await websockets.connect(server.ws_url, max_queue=None, **kw)
+        client = cls(conn)
+        frame: dict[str, Any] = {"type": "auth", "token": token}
+        if cursors is not None:
+            frame["cursors"] = cursors
+        await client.send(frame)
+        client.ready = await client.expect("ready")
+        return client
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.conn.send(orjson.dumps(frame).decode())
+
+    async def recv(self, timeout: float = 10) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.conn.recv(), timeout)
+        frame: dict[str, Any] = orjson.loads(raw)
+        return frame
+
+    async def expect(self, type_: str, timeout: float = 10) -> dict[str, Any]:
+        """The next frame of `type_`, skipping heartbeats only."""
+        while True:
+            frame = await self.recv(timeout)
+            if frame["type"] == "heartbeat":
+                continue
+            assert frame["type"] == type_, f"expected {type_}, got {frame}"
+            return frame
+
+    async def events(
+        self, n: int, channel_id: str | None = None, timeout: float = 10
+    ) -> list[dict[str, Any]]:
+        """The next `n` event frames (of one channel, if given), ignoring other frames."""
+        out: list[dict[str, Any]] = []
+        while len(out) < n:
+            frame = await self.recv(timeout)
+            if frame["type"] == "event" and (
+                channel_id is None or frame["channel_id"] == channel_id
+            ):
+                out.append(frame)
+        return out
+
+    async def close(self) -> None:
+        await self.conn.close()
