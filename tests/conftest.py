@@ -5,14 +5,23 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support import Api, ServerProcess, new_user, running_server
 
+IN_CI = os.environ.get("CI") == "true"
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    del config, items
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Under CI a skip is a failure: a missing binary must not pass silently."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, which requires every test: {report.longrepr}"
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +55,3 @@ async def carol(server: ServerProcess) -> AsyncIterator[Api]:
     api = await new_user(server, "carol")
     yield api
     await api.aclose()
-
-
-IN_CI = os.environ.get("CI") == "true"

@@ -10,7 +10,9 @@ from realtimechat.settings import Settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {k: v for k, v in vars(args).items() if k in ("host", "port", "data_dir") and v}
+    overrides = {
+        k: v for k, v in vars(args).items() if k in ("host", "port", "data_dir") and v is not None
+    }
     return Settings(**overrides)
 
 

@@ -41,8 +41,10 @@ class _Server(uvicorn.Server):
 
     async def _drain(self) -> None:
         self._app.state.draining = True
-        await self._app.state.gateway.drain(self._settings.drain_s)
-        self.should_exit = True
+        try:
+            await self._app.state.gateway.drain(self._settings.drain_s)
+        finally:
+            self.should_exit = True
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)

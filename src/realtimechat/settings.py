@@ -40,7 +40,8 @@ class LimitSettings(BaseModel):
     anonymous_requests_per_minute: int = 120
     ws_frames_per_minute: int = 6000
     max_body_chars: int = 16 * 1024
-    max_request_bytes: int = 64 * 1024
+    # Room for a message of max_body_chars even when every character is JSON-escaped.
+    max_request_bytes: int = 256 * 1024
     max_in_flight: int = 512
     retry_after_s: int = 1
     page_max: int = 500

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Request
 
 from realtimechat.bootstrap import Deps
 from realtimechat.domain.errors import Unauthorized
@@ -16,7 +16,7 @@ def deps_of(request: Request) -> Deps:
     return deps
 
 
-async def current_user(request: Request, response: Response) -> Principal:
+async def current_user(request: Request) -> Principal:
     """The authenticated caller; spends one request of their rate budget."""
     deps = deps_of(request)
     header = request.headers.get("authorization", "")
@@ -27,18 +27,18 @@ async def current_user(request: Request, response: Response) -> Principal:
     budget = await deps.limiter.hit(
         f"user:{principal.user_id}", deps.settings.limits.user_requests_per_minute
     )
-    response.headers.update(budget.headers())
+    request.state.response_headers = budget.headers()  # sent by GuardMiddleware
     return principal
 
 
-async def anonymous_limit(request: Request, response: Response) -> None:
+async def anonymous_limit(request: Request) -> None:
     """Rate budget per client address for the calls made before login."""
     deps = deps_of(request)
     host = request.client.host if request.client else "unknown"
     budget = await deps.limiter.hit(
         f"ip:{host}", deps.settings.limits.anonymous_requests_per_minute
     )
-    response.headers.update(budget.headers())
+    request.state.response_headers = budget.headers()  # sent by GuardMiddleware
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]

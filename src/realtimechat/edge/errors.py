@@ -79,6 +79,9 @@ def chat_error_response(err: e.ChatError) -> Response:
     retry = getattr(err, "retry_after_s", None)
     if retry is not None:
         headers["Retry-After"] = str(retry)
+    budget = getattr(err, "budget", None)  # RateLimitExceeded: the RateLimit-* headers
+    if budget is not None:
+        headers.update(budget.headers())
     status = status_of(err)
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"

@@ -190,9 +190,11 @@ class Gateway:
             elif kind == "ack":
                 self._on_ack(conn, frame)
             elif kind == "auth":
-                conn.send_frame(_error("already_authenticated", "this session is authenticated"))
+                conn.send_frame(
+                    _error("already_authenticated", "this session is authenticated", frame)
+                )
             else:
-                conn.send_frame(_error("unknown_frame_type", f"unknown frame type {kind!r}"))
+                conn.send_frame(_error("unknown_frame_type", f"unknown frame type {kind!r}", frame))
 
     async def _send(self, conn: Connection, frame: dict[str, Any], slot: asyncio.Semaphore) -> None:
         try:

@@ -74,7 +74,7 @@ class GuardMiddleware:
                 await _problem(send, 413, "request_too_large", "Request too large", [])
                 return
         seen = 0
-        started = False
+        started = replaced = False
 
         async def counted_receive() -> Message:
             nonlocal seen
@@ -86,9 +86,23 @@ class GuardMiddleware:
             return message
 
         async def tracked_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, replaced
+            if seen > self.max_bytes and not started:
+                # The app caught _BodyTooLarge and answers itself (FastAPI: 400); send 413.
+                started = replaced = True
+                await _problem(send, 413, "request_too_large", "Request too large", [])
+            if replaced:
+                return
             if message["type"] == "http.response.start":
                 started = True
+                # Headers the handlers left in request.state (RateLimit-*): FastAPI drops
+                # a dependency's response headers when a route returns a Response itself.
+                extra: dict[str, str] = scope.get("state", {}).get("response_headers", {})
+                if extra:
+                    message["headers"] = [
+                        *message.get("headers", ()),
+                        *((k.lower().encode(), v.encode()) for k, v in extra.items()),
+                    ]
             await send(message)
 
         self.in_flight += 1

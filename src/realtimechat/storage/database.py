@@ -107,10 +107,11 @@ class Database:
 
     async def close(self) -> None:
         """Finish queued writes, then stop the threads and dispose of the engines."""
-        if self._writer is not None:
+        # Refuse new writes before the stop marker: a job queued behind it would never run.
+        writer, self._writer = self._writer, None
+        if writer is not None:
             self._jobs.put(_STOP)
-            await asyncio.to_thread(self._writer.join)
-            self._writer = None
+            await asyncio.to_thread(writer.join)
         self._readers.shutdown(wait=True)
         self._write_engine.dispose()
         self._read_engine.dispose()
@@ -178,11 +179,8 @@ class Database:
     def _run_batch(self, conn: Connection, batch: list[_Job]) -> None:
         results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         with conn.begin():
+            # A job whose caller has gone still runs: it may be a send that a retry will look for.
             for job in batch:
-                if job.future.cancelled():
-                    # The caller is gone, but the work may still be a send whose
-                    # retry will look for it: run it anyway.
-                    pass
                 try:
                     with conn.begin_nested():
                         value = job.work(conn)

@@ -17,6 +17,9 @@ def run() -> None:
     with engine.connect() as conn:
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+            # End the transaction that statement autobegan: alembic joins an open one
+            # without committing it, and the alembic_version row would be rolled back.
+            conn.commit()
         context.configure(
             connection=conn,
             target_metadata=metadata,
