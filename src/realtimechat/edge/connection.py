@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import orjson
 from starlette.websockets import WebSocket
 
 from realtimechat import protocol
@@ -41,7 +42,7 @@ class LiveEvent:
 
 @dataclass(frozen=True, slots=True)
 class Rewind:
-    """Resume: send everything after `seq` again, from the database."""
+    """Resume: send everything stored after `seq` again, from the database."""
 
     channel_id: str
     seq: int
@@ -90,8 +91,12 @@ class Connection:
         self.closing = False
         self.close_code: int | None = None
 
-    def start(self) -> None:
-        self._sender = asyncio.create_task(self._send_loop(), name=f"ws-send-{self.session_id}")
+    def start(self, first: dict[str, object] | None = None) -> None:
+        """Start sending: `first` (the ready frame) before anything already queued."""
+        self._sender = asyncio.create_task(
+            self._send_loop(None if first is None else protocol.dumps(first)),
+            name=f"ws-send-{self.session_id}",
+        )
 
     def subscribe(self, channel_id: str, after_seq: int) -> None:
         """Start live delivery of a channel after `after_seq`."""
@@ -145,8 +150,10 @@ class Connection:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.ws.close(code, reason), timeout=5)
 
-    async def _send_loop(self) -> None:
+    async def _send_loop(self, first: str | None = None) -> None:
         try:
+            if first is not None:
+                await self.ws.send_text(first)
             while True:
                 item = await self._queue.get()
                 if isinstance(item, LiveEvent):
@@ -186,7 +193,11 @@ class Connection:
             del self.last_sent[item.channel_id]
 
     async def _fill(self, channel_id: str, until: int | None) -> None:
-        """Send stored events after last_sent, up to `until` (None: all there are)."""
+        """Send stored events after last_sent, up to `until` (None: all there are).
+
+        A replay stops at this user's own `member.left`: what follows it is not
+        theirs to see, however the replay was queued.
+        """
         while True:
             after = self.last_sent[channel_id]
             if until is not None and after >= until:
@@ -196,8 +207,14 @@ class Connection:
             for ev in page:
                 await self.ws.send_text(protocol.event_frame(ev))
                 self.last_sent[channel_id] = ev.seq
+                if ev.type == "member.left" and self._is_me(ev):
+                    del self.last_sent[channel_id]
+                    return
             if len(page) < limit:
                 return
+
+    def _is_me(self, ev: Event) -> bool:
+        return bool(orjson.loads(ev.data).get("user_id") == self.user_id)
 
     async def _resync(self, channel_id: str, seq: int) -> None:
         await self.ws.send_text(protocol.dumps({"type": "resync", "channel_id": channel_id}))

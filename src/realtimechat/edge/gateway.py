@@ -85,10 +85,10 @@ class Gateway:
         sends: set[asyncio.Task[None]] = set()
         try:
             channels = await self._deps.channels.subscriptions(user_id)
-            conn.start()
             # No await from here to the end of the resume: nothing can slip between
-            # ready, the subscriptions and the replay.
-            conn.send_frame(
+            # ready, the subscriptions and the replay. Ready goes out first, before
+            # anything queued while the channels were read (a join, a heartbeat).
+            conn.start(
                 {
                     "type": "ready",
                     "session_id": conn.session_id,
@@ -108,11 +108,19 @@ class Gateway:
                     "replay_limit": self._ws.replay_limit,
                 }
             )
+            # Cursors in the auth frame set where each subscription starts, so a
+            # resumed channel is replayed once, in order, before its live events.
+            start = {c.id: c.last_seq for c in channels}
+            plans = self._plan(conn, cursors, {c.id: c for c in channels}, "auth")
+            for channel_id, (action, seq) in plans.items():
+                if action == "rewind":
+                    start[channel_id] = seq
             for c in channels:
                 conn.epochs[c.id] = c.epoch
-                self._hub.subscribe(conn, c.id, c.last_seq)
-            if cursors:
-                self._resume(conn, cursors, {c.id: c for c in channels})
+                self._hub.subscribe(conn, c.id, start[c.id], known_last=c.last_seq)
+            for channel_id, (action, seq) in plans.items():
+                if action == "resync":
+                    conn.offer(Resync(channel_id, seq))
             await self._receive_loop(ws, conn, sends)
         except WebSocketDisconnect:
             pass
@@ -240,15 +248,31 @@ class Gateway:
             return
         ids = [str(k) for k in cursors][:1000]
         channels = await self._deps.channels.member_channels(conn.user_id, ids)
-        self._resume(conn, cursors, channels)
+        for channel_id, (action, seq) in self._plan(conn, cursors, channels, "resume").items():
+            channel = channels[channel_id]
+            conn.epochs[channel_id] = channel.epoch
+            if channel_id not in conn.last_sent:
+                start = seq if action == "rewind" else channel.last_seq
+                self._hub.subscribe(conn, channel_id, start, known_last=channel.last_seq)
+            elif action == "rewind":
+                conn.offer(Rewind(channel_id, seq))
+            if action == "resync":
+                conn.offer(Resync(channel_id, seq))
 
-    def _resume(
-        self, conn: Connection, cursors: dict[str, Any], channels: dict[str, Channel]
-    ) -> None:
+    def _plan(
+        self, conn: Connection, cursors: dict[str, Any], channels: dict[str, Channel], ref: str
+    ) -> dict[str, tuple[str, int]]:
+        """Per cursor: ("rewind", seq) to replay after seq, or ("resync", current seq).
+
+        Unknown channels and malformed cursors are answered with error frames.
+        """
+        plans: dict[str, tuple[str, int]] = {}
         for channel_id, raw in cursors.items():
             channel = channels.get(channel_id)
             if channel is None:
-                conn.send_frame(_error("not_found", "channel not found", channel_id=channel_id))
+                conn.send_frame(
+                    _error("not_found", "channel not found", channel_id=channel_id, ref=ref)
+                )
                 continue
             cursor = parse_cursor(raw)
             if cursor is None:
@@ -257,22 +281,21 @@ class Gateway:
                         "validation_error",
                         "a cursor is a seq or {seq, epoch}",
                         channel_id=channel_id,
+                        ref=ref,
                     )
                 )
                 continue
             seq, epoch = cursor
-            if channel_id not in conn.last_sent:
-                self._hub.subscribe(conn, channel_id, channel.last_seq)
-            conn.epochs[channel_id] = channel.epoch
             current = max(channel.last_seq, self._hub.published_seq.get(channel_id, 0))
             if (
                 (epoch is not None and epoch != channel.epoch)
                 or seq > current
-                or (current - seq > self._ws.replay_limit)
+                or current - seq > self._ws.replay_limit
             ):
-                conn.offer(Resync(channel_id, current))
+                plans[channel_id] = ("resync", current)
             else:
-                conn.offer(Rewind(channel_id, seq))
+                plans[channel_id] = ("rewind", seq)
+        return plans
 
     def _on_typing(self, conn: Connection, frame: dict[str, Any]) -> None:
         channel_id = frame.get("channel_id")

@@ -42,11 +42,17 @@ class Hub:
         """Make the connection reachable by user (for joins) before reading its channels."""
         self._by_user[conn.user_id].add(conn)
 
-    def subscribe(self, conn: Connection, channel_id: str, after_seq: int) -> None:
-        """Deliver the channel's events after `after_seq` to this connection."""
+    def subscribe(
+        self, conn: Connection, channel_id: str, after_seq: int, known_last: int = 0
+    ) -> None:
+        """Deliver the channel's events after `after_seq` to this connection.
+
+        Events up to `known_last` (read from the database) or already seen on the
+        bus are replayed from the database first.
+        """
         conn.subscribe(channel_id, after_seq)
         self._by_channel[channel_id].add(conn)
-        if self.published_seq.get(channel_id, 0) > after_seq:
+        if max(known_last, self.published_seq.get(channel_id, 0)) > after_seq:
             conn.offer(Rewind(channel_id, after_seq))
 
     def unregister(self, conn: Connection) -> None:
@@ -72,7 +78,9 @@ class Hub:
             self.published_seq[ch] = ev.seq
         for user_id in ev.joined:
             for conn in self._by_user.get(user_id, ()):
-                if conn not in self._by_channel.get(ch, ()):
+                # A replayed member.left may have ended the subscription while the
+                # connection was still routed: subscribe again in either case.
+                if conn not in self._by_channel.get(ch, ()) or ch not in conn.last_sent:
                     conn.subscribe(ch, ev.seq - 1)
                     self._by_channel[ch].add(conn)
         listeners = self._by_channel.get(ch)
