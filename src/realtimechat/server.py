@@ -66,7 +66,7 @@ def serve(settings: Settings) -> None:
         port=settings.port,
         loop="uvloop",
         http="httptools",
-        ws="websockets",
+        ws="websockets-sansio",
         lifespan="on",
         log_level=settings.log_level,
         access_log=False,
