@@ -30,17 +30,13 @@ def visible_channel(conn: Connection, channel_id: str, user_id: str) -> tuple[Ch
     Private channels and DMs exist only for their members; public channels for
     members of their team.
     """
-    channel = repo.channel_by_id(conn, channel_id)
-    if channel is None:
+    access = repo.channel_access(conn, channel_id, user_id)
+    if access is None:
         raise NotFound("channel not found")
-    membership = repo.channel_membership(conn, channel_id, user_id)
-    if membership is not None:
-        return channel, membership[0]
-    if (
-        channel.kind == "public"
-        and channel.team_id
-        and repo.team_role(conn, channel.team_id, user_id)
-    ):
+    channel, member_role, team_role = access
+    if member_role is not None:
+        return channel, member_role
+    if channel.kind == "public" and team_role is not None:
         return channel, None
     raise NotFound("channel not found")
 

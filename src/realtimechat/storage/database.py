@@ -181,12 +181,17 @@ class Database:
         with conn.begin():
             # A job whose caller has gone still runs: it may be a send that a retry will look for.
             for job in batch:
+                # Plain SAVEPOINT statements: SQLAlchemy's nested-transaction
+                # bookkeeping cost more than the statements themselves.
+                conn.exec_driver_sql("SAVEPOINT job")
                 try:
-                    with conn.begin_nested():
-                        value = job.work(conn)
-                    results.append((job.future, value, None))
+                    value = job.work(conn)
                 except Exception as exc:
+                    conn.exec_driver_sql("ROLLBACK TO SAVEPOINT job")
                     results.append((job.future, None, exc))
+                else:
+                    results.append((job.future, value, None))
+                conn.exec_driver_sql("RELEASE SAVEPOINT job")
         self.commits += 1
         self.jobs_committed += len(batch)
         self._answer(batch, results)
