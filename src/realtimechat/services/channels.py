@@ -10,7 +10,7 @@ from realtimechat.bus.base import Bus
 from realtimechat.domain.errors import Forbidden, NotAMember, NotFound, ValidationFailed
 from realtimechat.domain.models import Channel, ChannelKind, ChannelView, Event, Member, Role, Team
 from realtimechat.ids import new_epoch, new_id, now_ms
-from realtimechat.services.events import append_event
+from realtimechat.services.events import append_event, publish_result
 from realtimechat.storage import repositories as repo
 from realtimechat.storage.database import Database
 
@@ -54,7 +54,7 @@ class ChannelService:
 
     def __init__(self, *, db: Database, bus: Bus) -> None:
         self._db = db
-        self._bus = bus
+        self._publish = publish_result(bus)
 
     # ---- teams --------------------------------------------------------------
     async def create_team(self, user_id: str, name: str) -> Team:
@@ -138,8 +138,7 @@ class ChannelService:
             )
             return replace(channel, last_seq=ev.seq), ev
 
-        channel, ev = await self._db.write(work)
-        self._bus.publish([ev])
+        channel, _ev = await self._db.write(work, on_commit=self._publish)
         return channel
 
     async def rename_channel(self, user_id: str, channel_id: str, name: str) -> Channel:
@@ -156,8 +155,7 @@ class ChannelService:
             ev = append_event(conn, channel_id, "channel.renamed", {"channel": renamed.to_json()})
             return replace(renamed, last_seq=ev.seq), ev
 
-        channel, ev = await self._db.write(work)
-        self._bus.publish([ev])
+        channel, _ev = await self._db.write(work, on_commit=self._publish)
         return channel
 
     async def get_channel(self, user_id: str, channel_id: str) -> ChannelView:
@@ -240,9 +238,7 @@ class ChannelService:
             )
             return member, True, ev
 
-        member, created, ev = await self._db.write(work)
-        if ev is not None:
-            self._bus.publish([ev])
+        member, created, _ev = await self._db.write(work, on_commit=self._publish)
         return member, created
 
     async def remove_channel_member(self, actor_id: str, channel_id: str, user_id: str) -> None:
@@ -266,8 +262,7 @@ class ChannelService:
             repo.remove_channel_member(conn, channel_id, user_id)
             return ev
 
-        ev = await self._db.write(work)
-        self._bus.publish([ev])
+        await self._db.write(work, on_commit=self._publish)
 
     async def channel_members(self, user_id: str, channel_id: str) -> list[Member]:
         def work(conn: Connection) -> list[Member]:
@@ -305,9 +300,7 @@ class ChannelService:
             created = replace(channel, last_seq=ev.seq)
             return ChannelView(created, True, "member", 0, 0, tuple(pair)), True, ev
 
-        view, created, ev = await self._db.write(work)
-        if ev is not None:
-            self._bus.publish([ev])
+        view, created, _ev = await self._db.write(work, on_commit=self._publish)
         return view, created
 
     async def mark_read(self, user_id: str, channel_id: str, seq: int) -> int:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from sqlalchemy.engine import Connection
 
+from realtimechat.bus.base import Bus
 from realtimechat.domain.models import Event
 from realtimechat.ids import now_ms
 from realtimechat.storage import repositories as repo
@@ -27,3 +29,18 @@ def append_event(
     ev = Event(channel_id, seq, type_, orjson.dumps(data), now_ms(), joined, left)
     repo.insert_event(conn, ev, message_id)
     return ev
+
+
+def publish_result(bus: Bus) -> Callable[[object], None]:
+    """An on-commit callback that publishes the Event a unit of work returned.
+
+    The event is the result itself or the last item of a result tuple; None
+    (nothing changed, e.g. an idempotent retry) publishes nothing.
+    """
+
+    def publish(result: object) -> None:
+        ev = result[-1] if isinstance(result, tuple) and result else result
+        if isinstance(ev, Event):
+            bus.publish([ev])
+
+    return publish

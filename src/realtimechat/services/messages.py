@@ -22,7 +22,7 @@ from realtimechat.domain.errors import (
 from realtimechat.domain.models import Event, Message
 from realtimechat.ids import new_id, now_ms
 from realtimechat.services.channels import ADMIN_ROLES, member_channel, visible_channel
-from realtimechat.services.events import append_event
+from realtimechat.services.events import append_event, publish_result
 from realtimechat.settings import LimitSettings
 from realtimechat.storage import repositories as repo
 from realtimechat.storage.database import Database
@@ -46,8 +46,8 @@ class MessageService:
 
     def __init__(self, *, db: Database, bus: Bus, limits: LimitSettings) -> None:
         self._db = db
-        self._bus = bus
         self._limits = limits
+        self._publish = publish_result(bus)
 
     def _check_body(self, body: str, attachments: list[Any]) -> None:
         if len(body) > self._limits.max_body_chars:
@@ -105,12 +105,10 @@ class MessageService:
             return msg, ev
 
         try:
-            msg, ev = await self._db.write(work)
+            msg, ev = await self._db.write(work, on_commit=self._publish)
         except sa_exc.IntegrityError:
             # Two tries of one send raced past the lookup: the other one won.
-            msg, ev = await self._db.write(work)
-        if ev is not None:
-            self._bus.publish([ev])
+            msg, ev = await self._db.write(work, on_commit=self._publish)
         return msg, ev is not None
 
     async def get(self, user_id: str, message_id: str) -> Message:
@@ -146,8 +144,7 @@ class MessageService:
             )
             return edited, ev
 
-        edited, ev = await self._db.write(work)
-        self._bus.publish([ev])
+        edited, _ev = await self._db.write(work, on_commit=self._publish)
         return edited
 
     async def delete(self, user_id: str, message_id: str, if_match: int) -> Message:
@@ -174,9 +171,7 @@ class MessageService:
             )
             return gone, ev
 
-        gone, ev = await self._db.write(work)
-        if ev is not None:
-            self._bus.publish([ev])
+        gone, _ev = await self._db.write(work, on_commit=self._publish)
         return gone
 
     async def history(

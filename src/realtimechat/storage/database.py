@@ -42,13 +42,24 @@ class _Job:
     work: Callable[[Connection], Any]
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    on_commit: Callable[[Any], None] | None
 
 
 _STOP = object()
 
 
-def _resolve(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for fut, value, exc in results:
+_Result = tuple[asyncio.Future[Any], Any, BaseException | None, Callable[[Any], None] | None]
+
+
+def _resolve(results: list[_Result]) -> None:
+    for fut, value, exc, on_commit in results:
+        if exc is None and on_commit is not None:
+            # Runs even when the caller was cancelled: a committed change is always
+            # published, in commit order.
+            try:
+                on_commit(value)
+            except Exception:
+                log.exception("on_commit callback failed")
         if fut.cancelled():
             continue
         if exc is not None:
@@ -121,15 +132,19 @@ class Database:
         """Write jobs waiting for the writer thread."""
         return self._jobs.qsize()
 
-    async def write(self, work: Work[T]) -> T:
-        """Run `work` in a write transaction; answer after its commit."""
+    async def write(self, work: Work[T], on_commit: Callable[[T], None] | None = None) -> T:
+        """Run `work` in a write transaction; answer after its commit.
+
+        `on_commit(result)` runs on the event loop right after the commit, in commit
+        order, whether or not the caller is still waiting.
+        """
         if self._writer is None:
             raise Unavailable(detail="database writer is not running")
         if self._jobs.qsize() >= self._settings.db.max_queue:
             raise Overloaded(self._settings.limits.retry_after_s, "database write queue is full")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        self._jobs.put(_Job(work, fut, loop))
+        self._jobs.put(_Job(work, fut, loop, on_commit))
         return await fut
 
     async def read(self, work: Work[T]) -> T:
@@ -166,7 +181,7 @@ class Database:
             except Exception as exc:  # the connection itself failed: fail the whole batch
                 log.exception("database write batch failed")
                 err = Unavailable(detail=f"database write failed: {exc.__class__.__name__}")
-                self._answer(batch, [(j.future, None, err) for j in batch])
+                self._answer(batch, [(j.future, None, err, None) for j in batch])
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         conn.close()
@@ -177,7 +192,7 @@ class Database:
             conn.close()
 
     def _run_batch(self, conn: Connection, batch: list[_Job]) -> None:
-        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        results: list[_Result] = []
         with conn.begin():
             # A job whose caller has gone still runs: it may be a send that a retry will look for.
             for job in batch:
@@ -188,18 +203,16 @@ class Database:
                     value = job.work(conn)
                 except Exception as exc:
                     conn.exec_driver_sql("ROLLBACK TO SAVEPOINT job")
-                    results.append((job.future, None, exc))
+                    results.append((job.future, None, exc, None))
                 else:
-                    results.append((job.future, value, None))
+                    results.append((job.future, value, None, job.on_commit))
                 conn.exec_driver_sql("RELEASE SAVEPOINT job")
         self.commits += 1
         self.jobs_committed += len(batch)
         self._answer(batch, results)
 
     @staticmethod
-    def _answer(
-        batch: list[_Job], results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
-    ) -> None:
+    def _answer(batch: list[_Job], results: list[_Result]) -> None:
         loop = batch[0].loop
         if not loop.is_closed():
             loop.call_soon_threadsafe(_resolve, results)
