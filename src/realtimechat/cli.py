@@ -39,12 +39,48 @@ def main(argv: list[str] | None = None) -> int:
     migrate = sub.add_parser("migrate", help="bring the database schema up to date")
     _add_data_dir(migrate)
 
+    bench = sub.add_parser(
+        "bench",
+        help="measure throughput, latency, loss and duplicates (JSON on stdout)",
+        description="Starts its own server on the embedded default unless given --url.",
+    )
+    bench.add_argument("--url", help="benchmark a running server instead of starting one")
+    bench.add_argument("--shape", default="B", choices=["A", "B", "C", "conns"],
+                       help="A: L=1 C=1 N=2000; B: L=10 C=8 N=2000; C: L=100 C=8 N=500; "
+                            "conns: idle WebSockets (RSS per connection)")  # fmt: skip
+    bench.add_argument("-L", "--listeners", type=int, help="listeners (SDK live sessions)")
+    bench.add_argument("-C", "--senders", type=int, help="concurrent senders")
+    bench.add_argument("-N", "--messages", type=int, help="messages in all")
+    bench.add_argument("--via", default="ws", choices=["ws", "rest"], help="how senders send")
+    bench.add_argument("--duration", type=float, help="send for this many seconds (a soak)")
+    bench.add_argument("--window", type=int, default=1, help="sends in flight per sender (1)")
+    bench.add_argument("--body-bytes", type=int, default=100, help="message size (100)")
+    bench.add_argument("--connections", type=int, default=10_000, help="for --shape conns")
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
     args = parser.parse_args(argv)
     settings = _settings(args)
     if args.command == "serve":
         from realtimechat.server import serve as run
 
         run(settings)
+    elif args.command == "bench":
+        import asyncio
+
+        import orjson
+
+        from realtimechat.bench.runner import BenchConfig
+        from realtimechat.bench.runner import run as run_bench
+
+        config = BenchConfig(
+            shape=args.shape, url=args.url, listeners=args.listeners, senders=args.senders,
+            messages=args.messages, via=args.via, duration_s=args.duration,
+            window=args.window, body_bytes=args.body_bytes, connections=args.connections,
+            progress=not args.no_progress,
+        )  # fmt: skip
+        report = asyncio.run(run_bench(config))
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        return 0 if report.get("lost", 0) == 0 and report.get("duplicated", 0) == 0 else 1
     elif args.command == "migrate":
         from realtimechat.storage.migrate import upgrade
 

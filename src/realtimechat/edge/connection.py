@@ -195,23 +195,30 @@ class Connection:
     async def _fill(self, channel_id: str, until: int | None) -> None:
         """Send stored events after last_sent, up to `until` (None: all there are).
 
-        A replay stops at this user's own `member.left`: what follows it is not
-        theirs to see, however the replay was queued.
+        Between this user's own `member.left` and their next `member.joined` the
+        replay sends nothing (it was not theirs to see), however it was queued; a
+        replay that ends while they are away ends the subscription.
         """
+        away = False
         while True:
             after = self.last_sent[channel_id]
             if until is not None and after >= until:
-                return
+                break
             limit = REPLAY_PAGE if until is None else min(REPLAY_PAGE, until - after)
             page = await self._fetch(channel_id, after, limit)
             for ev in page:
-                await self.ws.send_text(protocol.event_frame(ev))
+                membership = ev.type in ("member.left", "member.joined") and self._is_me(ev)
+                if membership and ev.type == "member.joined":
+                    away = False
+                if not away:
+                    await self.ws.send_text(protocol.event_frame(ev))
                 self.last_sent[channel_id] = ev.seq
-                if ev.type == "member.left" and self._is_me(ev):
-                    del self.last_sent[channel_id]
-                    return
+                if membership and ev.type == "member.left":
+                    away = True
             if len(page) < limit:
-                return
+                break
+        if away:
+            del self.last_sent[channel_id]
 
     def _is_me(self, ev: Event) -> bool:
         return bool(orjson.loads(ev.data).get("user_id") == self.user_id)

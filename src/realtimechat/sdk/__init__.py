@@ -1,1 +1,4 @@
-"""Client SDK helpers for consuming the chat event stream."""
+"""The Python client SDK.
+
+The REST client, the live session (reconnect, resume, backfill, dedupe) and the cursor stores.
+"""

@@ -1,0 +1,1 @@
+"""`realtimechat bench`: throughput, latency, loss and duplicates, measured end to end."""
