@@ -497,25 +497,40 @@ class LiveSession:
             )
         return out
 
+    def _silence_limit(self, conn: _Conn) -> float | None:
+        """How long the connection may stay silent before it counts as dead."""
+        if not conn.ready:  # auth is answered within the server's own auth timeout
+            return max(self._opts.ws_open_timeout_s, 10.0)
+        if self.heartbeat_ms:
+            return self.heartbeat_ms / 1000 * self._opts.heartbeat_misses
+        return None  # a server without heartbeats: trust TCP and pings
+
+    async def _watch(self, conn: _Conn, last_rx: list[float]) -> None:
+        """Abort a connection that stays silent past its limit (checked a few times per limit).
+
+        One watchdog per connection instead of a timeout per frame: a frame then costs
+        one clock read.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            limit = self._silence_limit(conn)
+            await asyncio.sleep((limit or 10.0) / 4)
+            if limit is not None and loop.time() - last_rx[0] > limit:
+                conn.dead = True
+                self.stats.dead_connections += 1
+                conn.ws.transport.abort()
+                return
+
     async def _serve(self, conn: _Conn) -> None:
         """Read frames until the connection ends."""
         ws = conn.ws
+        loop = asyncio.get_running_loop()
+        last_rx = [loop.time()]
+        watchdog = asyncio.create_task(self._watch(conn, last_rx))
         try:
             while True:
-                timeout: float | None
-                if not conn.ready:  # auth answered within the server's own auth timeout
-                    timeout = max(self._opts.ws_open_timeout_s, 10.0)
-                elif self.heartbeat_ms:
-                    timeout = self.heartbeat_ms / 1000 * self._opts.heartbeat_misses
-                else:
-                    timeout = None  # a server without heartbeats: trust TCP and pings
-                try:
-                    raw = await asyncio.wait_for(ws.recv(), timeout)
-                except TimeoutError:
-                    conn.dead = True
-                    self.stats.dead_connections += 1
-                    ws.transport.abort()
-                    return
+                raw = await ws.recv()
+                last_rx[0] = loop.time()
                 try:
                     frame = orjson.loads(raw)
                     follow_up = self._on_frame(conn, frame) if isinstance(frame, dict) else None
@@ -526,6 +541,8 @@ class LiveSession:
                     await ws.send(orjson.dumps(follow_up).decode())
         except ConnectionClosed as exc:
             conn.close_code = exc.rcvd.code if exc.rcvd is not None else None
+        finally:
+            watchdog.cancel()
 
     def _lost(self, conn: _Conn) -> None:
         if self._conn is conn:
