@@ -10,6 +10,7 @@ from realtimechat.domain.models import Event
 from realtimechat.ids import iso
 
 # Close codes beyond the standard ones (RFC 6455 1012 "service restart", 1013 "try again later").
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_GOING_AWAY = 1012
 CLOSE_TRY_AGAIN = 1013
 CLOSE_UNAUTHORIZED = 4401

@@ -40,7 +40,6 @@ class _Server(uvicorn.Server):
         self._drain_task = asyncio.get_event_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
-        self._app.state.draining = True
         try:
             await self._app.state.gateway.drain(self._settings.drain_s)
         finally:

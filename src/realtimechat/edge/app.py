@@ -43,7 +43,6 @@ def create_app(deps: Deps) -> FastAPI:
     app.state.deps = deps
     app.state.hub = hub
     app.state.gateway = gateway
-    app.state.draining = False
     errors.install(app)
     for module in (auth, teams, messages, health):
         app.include_router(module.router)

@@ -38,6 +38,7 @@ class LiveEvent:
     seq: int
     text: str
     leave: bool = False  # the event that ends this user's membership
+    join: bool = False  # the event that starts it: live delivery begins here
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,7 @@ class Connection:
         self._replay_limit = replay_limit
         self._fetch = fetch
         self._sender: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
         self.closing = False
         self.close_code: int | None = None
 
@@ -131,7 +133,7 @@ class Connection:
         self.closing = True
         if self._sender is not None:
             self._sender.cancel()
-        asyncio.get_running_loop().create_task(self._close(code, reason))
+        self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def wait_closed(self) -> None:
         if self._sender is not None:
@@ -172,12 +174,19 @@ class Connection:
                     return
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the socket broke under us: the receive loop cleans up
-            log.debug("websocket send failed: %r", exc)
+        except Exception as exc:
+            # A broken socket, or the database failed a replay: close, so the client
+            # resumes elsewhere instead of waiting on a session that sends nothing.
+            log.warning("websocket sender stopped: %r", exc, extra={"session_id": self.session_id})
             self.closing = True
+            await self._close(protocol.CLOSE_INTERNAL_ERROR, "server error; resume")
 
     async def _send_event(self, item: LiveEvent) -> None:
         last = self.last_sent.get(item.channel_id)
+        if last is None and item.join:
+            # Set here, in queue order, not when the hub saw the join: events queued
+            # before it (the user's own leave, say) must still go out.
+            last = self.last_sent[item.channel_id] = item.seq - 1
         if last is None or item.seq <= last:
             return  # not subscribed, or the client has it already
         if item.seq > last + 1:

@@ -21,6 +21,8 @@ from realtimechat.ids import new_id
 
 log = logging.getLogger(__name__)
 
+MAX_CURSORS = 5000
+
 
 def parse_cursor(value: Any) -> tuple[int, str | None] | None:
     """A resume cursor: a bare seq, or {"seq": n, "epoch": "…"}; None if malformed."""
@@ -84,7 +86,11 @@ class Gateway:
         self._hub.register(conn)
         sends: set[asyncio.Task[None]] = set()
         try:
-            channels = await self._deps.channels.subscriptions(user_id)
+            try:
+                channels = await self._deps.channels.subscriptions(user_id)
+            except ChatError as exc:
+                await self._refuse(ws, exc.code, exc.detail, protocol.CLOSE_TRY_AGAIN)
+                return
             # No await from here to the end of the resume: nothing can slip between
             # ready, the subscriptions and the replay. Ready goes out first, before
             # anything queued while the channels were read (a join, a heartbeat).
@@ -177,7 +183,8 @@ class Gateway:
                 conn.send_frame(_error("malformed_frame", "frames are JSON objects with a type"))
                 continue
             try:
-                await limiter.hit(f"ws:{conn.session_id}", per_minute)
+                # Per user, so more sockets do not buy a bigger budget.
+                await limiter.hit(f"ws:{conn.user_id}", per_minute)
             except RateLimited as exc:
                 conn.send_frame(
                     _error(exc.code, exc.detail, frame, retry_after_ms=exc.retry_after_s * 1000)
@@ -246,8 +253,16 @@ class Gateway:
         if not isinstance(cursors, dict):
             conn.send_frame(_error("validation_error", "resume needs a cursors object", frame))
             return
-        ids = [str(k) for k in cursors][:1000]
-        channels = await self._deps.channels.member_channels(conn.user_id, ids)
+        if len(cursors) > MAX_CURSORS:
+            conn.send_frame(
+                _error("validation_error", f"at most {MAX_CURSORS} cursors per resume", frame)
+            )
+            return
+        try:
+            channels = await self._deps.channels.member_channels(conn.user_id, list(cursors))
+        except ChatError as exc:
+            conn.send_frame(_error(exc.code, exc.detail, frame))
+            return
         for channel_id, (action, seq) in self._plan(conn, cursors, channels, "resume").items():
             channel = channels[channel_id]
             conn.epochs[channel_id] = channel.epoch

@@ -76,21 +76,22 @@ class Hub:
         ch = ev.channel_id
         if ev.seq > self.published_seq.get(ch, 0):
             self.published_seq[ch] = ev.seq
-        for user_id in ev.joined:
-            for conn in self._by_user.get(user_id, ()):
-                # A replayed member.left may have ended the subscription while the
-                # connection was still routed: subscribe again in either case.
-                if conn not in self._by_channel.get(ch, ()) or ch not in conn.last_sent:
-                    conn.subscribe(ch, ev.seq - 1)
-                    self._by_channel[ch].add(conn)
+        text = protocol.event_frame(ev)
+        # The joining users' connections get the join marked, routed or not: a replay
+        # may have ended a still-routed subscription, and the sender decides in
+        # queue order.
+        joining = {conn for user_id in ev.joined for conn in self._by_user.get(user_id, ())}
+        if joining:
+            self._by_channel[ch].update(joining)
         listeners = self._by_channel.get(ch)
         if not listeners:
             return
-        text = protocol.event_frame(ev)
         live = LiveEvent(ch, ev.seq, text)
         leaving = set(ev.left)
         for conn in list(listeners):
-            if conn.user_id in leaving:
+            if conn in joining:
+                conn.offer(LiveEvent(ch, ev.seq, text, join=True))
+            elif conn.user_id in leaving:
                 conn.offer(LiveEvent(ch, ev.seq, text, leave=True))
                 self._unroute(conn, ch)
             else:
@@ -106,7 +107,8 @@ class Hub:
             protocol.dumps({"type": sig.type, "channel_id": sig.channel_id, "user_id": sig.user_id})
         )
         for conn in list(listeners):
-            if conn.user_id != sig.user_id:
+            # A replay may have ended the subscription of a still-routed connection.
+            if conn.user_id != sig.user_id and sig.channel_id in conn.last_sent:
                 conn.offer(item)
 
     async def _heartbeat(self) -> None:

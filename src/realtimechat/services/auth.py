@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from realtimechat.domain.errors import (
     EmailTaken,
     InvalidCredentials,
+    NotFound,
     RefreshTokenReused,
     TokenExpired,
     Unauthorized,
@@ -136,6 +137,13 @@ class AuthService:
                 token_repo.revoke_family(conn, row.family_id, now)
 
         await self._db.write(work)
+
+    async def user(self, user_id: str) -> User:
+        """The user record (NotFound if the account is gone)."""
+        found = await self._db.read(lambda c: repo.user_by_id(c, user_id))
+        if found is None:
+            raise NotFound("user not found")
+        return found
 
     def authenticate(self, access_token: str) -> Principal:
         """Verify an access token (no I/O)."""

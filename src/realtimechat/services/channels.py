@@ -195,9 +195,9 @@ class ChannelService:
         def work(conn: Connection) -> dict[str, Channel]:
             found: dict[str, Channel] = {}
             for channel_id in channel_ids:
-                channel = repo.channel_by_id(conn, channel_id)
-                if channel and repo.channel_membership(conn, channel_id, user_id):
-                    found[channel_id] = channel
+                access = repo.channel_access(conn, channel_id, user_id)
+                if access is not None and access[1] is not None:
+                    found[channel_id] = access[0]
             return found
 
         return await self._db.read(work)

@@ -41,6 +41,22 @@ def tombstone(msg: Message, at: int) -> Message:
     return replace(msg, body="", attachments=[], deleted_at=at, version=msg.version + 1)
 
 
+def _find(conn: Connection, message_id: str, user_id: str) -> Message:
+    """The message if its channel is visible to the user.
+
+    A message in a channel the user cannot see is as unknown as one that does not
+    exist: same error, same words.
+    """
+    msg = repo.message_by_id(conn, message_id)
+    if msg is None:
+        raise NotFound("message not found")
+    try:
+        visible_channel(conn, msg.channel_id, user_id)
+    except NotFound:
+        raise NotFound("message not found") from None
+    return msg
+
+
 class MessageService:
     """Messages: idempotent send, versioned edit and delete, history, event pages."""
 
@@ -107,16 +123,14 @@ class MessageService:
         try:
             msg, ev = await self._db.write(work, on_commit=self._publish)
         except sa_exc.IntegrityError:
-            # Two tries of one send raced past the lookup: the other one won.
+            # Two tries of one send raced past the lookup in parallel transactions (not
+            # on SQLite's single writer, but on a pooled database): the other one won.
             msg, ev = await self._db.write(work, on_commit=self._publish)
         return msg, ev is not None
 
     async def get(self, user_id: str, message_id: str) -> Message:
         def work(conn: Connection) -> Message:
-            msg = repo.message_by_id(conn, message_id)
-            if msg is None:
-                raise NotFound("message not found")
-            visible_channel(conn, msg.channel_id, user_id)
+            msg = _find(conn, message_id, user_id)
             return msg
 
         return await self._db.read(work)
@@ -126,9 +140,7 @@ class MessageService:
         self._check_body(body, [])
 
         def work(conn: Connection) -> tuple[Message, Event]:
-            msg = repo.message_by_id(conn, message_id)
-            if msg is None:
-                raise NotFound("message not found")
+            msg = _find(conn, message_id, user_id)
             member_channel(conn, msg.channel_id, user_id)
             if msg.sender_id != user_id:
                 raise Forbidden("only the author edits a message")
@@ -151,9 +163,7 @@ class MessageService:
         """Delete a message (its author or a channel admin); answers the tombstone."""
 
         def work(conn: Connection) -> tuple[Message, Event | None]:
-            msg = repo.message_by_id(conn, message_id)
-            if msg is None:
-                raise NotFound("message not found")
+            msg = _find(conn, message_id, user_id)
             _, role = member_channel(conn, msg.channel_id, user_id)
             if msg.sender_id != user_id and role not in ADMIN_ROLES:
                 raise Forbidden("only the author or a channel admin deletes a message")

@@ -123,7 +123,7 @@ class Database:
         if writer is not None:
             self._jobs.put(_STOP)
             await asyncio.to_thread(writer.join)
-        self._readers.shutdown(wait=True)
+        await asyncio.to_thread(self._readers.shutdown, wait=True)
         self._write_engine.dispose()
         self._read_engine.dispose()
 
@@ -145,12 +145,30 @@ class Database:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         self._jobs.put(_Job(work, fut, loop, on_commit))
-        return await fut
+        try:
+            # Shielded: on a timeout the job still runs and commits; a retried send finds it.
+            return await asyncio.wait_for(asyncio.shield(fut), self._settings.db.timeout_s)
+        except TimeoutError:
+            raise Unavailable(
+                self._settings.limits.retry_after_s, "database write timed out"
+            ) from None
 
     async def read(self, work: Work[T]) -> T:
         """Run `work` in a read transaction on a reader thread."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self._run_read, work)
+        try:
+            return await asyncio.wait_for(
+                loop.run_in_executor(self._readers, self._run_read, work),
+                self._settings.db.timeout_s,
+            )
+        except TimeoutError:
+            raise Unavailable(
+                self._settings.limits.retry_after_s, "database read timed out"
+            ) from None
+
+    async def ping(self) -> None:
+        """A trivial read: the database answers."""
+        await self.read(lambda c: c.exec_driver_sql("SELECT 1").scalar())
 
     def _run_read(self, work: Work[T]) -> T:
         with self._read_engine.connect() as conn, conn.begin():

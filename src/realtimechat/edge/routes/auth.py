@@ -5,11 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
-from realtimechat.domain.errors import NotFound
 from realtimechat.edge.auth import AppDeps, CurrentUser, anonymous_limit
 from realtimechat.edge.responses import json
 from realtimechat.edge.schemas import LoginIn, RefreshIn, RegisterIn
-from realtimechat.storage import repositories as repo
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 limited = [Depends(anonymous_limit)]
@@ -39,7 +37,4 @@ async def logout(body: RefreshIn, deps: AppDeps) -> Response:
 
 @router.get("/users/me", tags=["users"])
 async def me(user: CurrentUser, deps: AppDeps) -> Response:
-    found = await deps.db.read(lambda c: repo.user_by_id(c, user.user_id))
-    if found is None:
-        raise NotFound("user not found")
-    return json(found.to_json())
+    return json((await deps.auth.user(user.user_id)).to_json())

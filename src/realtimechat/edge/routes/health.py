@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
@@ -28,10 +27,7 @@ async def readyz(request: Request) -> Response:
     checks: dict[str, dict[str, object]] = {}
     started = time.perf_counter()
     try:
-        await asyncio.wait_for(
-            deps.db.read(lambda c: c.execute(sa.text("SELECT 1")).scalar()),
-            deps.settings.db.health_timeout_s,
-        )
+        await asyncio.wait_for(deps.db.ping(), deps.settings.db.health_timeout_s)
         checks["database"] = {
             "status": "ok",
             "latency_ms": round((time.perf_counter() - started) * 1000, 2),
@@ -41,7 +37,7 @@ async def readyz(request: Request) -> Response:
         checks["database"] = {"status": "fail", "detail": exc.__class__.__name__}
     bus_status, bus_detail = deps.bus.health()
     checks["bus"] = {"status": bus_status, **({"detail": bus_detail} if bus_detail else {})}
-    draining = bool(getattr(request.app.state, "draining", False))
+    draining = request.app.state.gateway.draining
     if draining:
         status = "draining"
     elif any(c["status"] == "fail" for c in checks.values()):
