@@ -216,15 +216,16 @@ class Database:
             for job in batch:
                 # Plain SAVEPOINT statements: SQLAlchemy's nested-transaction
                 # bookkeeping cost more than the statements themselves.
-                conn.exec_driver_sql("SAVEPOINT job")
+                raw = conn.connection.cursor()
+                raw.execute("SAVEPOINT job")
                 try:
                     value = job.work(conn)
                 except Exception as exc:
-                    conn.exec_driver_sql("ROLLBACK TO SAVEPOINT job")
+                    raw.execute("ROLLBACK TO SAVEPOINT job")
                     results.append((job.future, None, exc, None))
                 else:
                     results.append((job.future, value, None, job.on_commit))
-                conn.exec_driver_sql("RELEASE SAVEPOINT job")
+                raw.execute("RELEASE SAVEPOINT job")
         self.commits += 1
         self.jobs_committed += len(batch)
         self._answer(batch, results)
