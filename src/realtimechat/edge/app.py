@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, WebSocket
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
 from realtimechat.bootstrap import Deps
 from realtimechat.edge import errors
@@ -13,6 +15,7 @@ from realtimechat.edge.gateway import Gateway
 from realtimechat.edge.hub import Hub
 from realtimechat.edge.routes import auth, health, messages, teams
 from realtimechat.resilience.shedding import GuardMiddleware
+from realtimechat.web import STATIC_DIR
 
 
 def create_app(deps: Deps) -> FastAPI:
@@ -50,6 +53,14 @@ def create_app(deps: Deps) -> FastAPI:
     @app.websocket("/api/v1/ws")
     async def websocket(ws: WebSocket) -> None:
         await gateway.serve(ws)
+
+    # The browser client: its page at /, its files under /static (not mounted at /,
+    # where the mount would answer API paths' 404s and 405s itself).
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="web")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.add_middleware(
         GuardMiddleware,
