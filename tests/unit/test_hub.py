@@ -130,3 +130,21 @@ async def test_a_failing_replay_closes_the_socket_so_the_client_resumes() -> Non
     hub.subscribe(conn, "C", 0, known_last=3)  # needs a replay of 1..3
     await conn.wait_closed()
     assert ws.closed_with == 1011
+
+
+def test_prune_forgets_only_quiet_channels_nobody_follows() -> None:
+    hub, store = Hub(10**9), Store()
+    conn = Connection(
+        RecordingSocket(),  # type: ignore[arg-type]
+        user_id="U",
+        session_id="s",
+        queue_size=10,
+        replay_limit=500,
+        fetch=store.fetch,
+    )
+    hub.register(conn)
+    hub.subscribe(conn, "C", 0)
+    for channel_id in ("C", "D"):
+        hub.on_event(Event(channel_id, 1, "message.created", b"{}", 0))
+    hub.prune(before=float("inf"))
+    assert hub.published_seq == {"C": 1}

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import defaultdict
 
 from realtimechat import protocol
 from realtimechat.bus.base import Ephemeral
 from realtimechat.domain.models import Event
 from realtimechat.edge.connection import Connection, LiveEvent, Rewind, SendFrame
+
+# Far longer than any database read between a subscriber's ready and its subscription.
+PUBLISHED_SEQ_RETAIN_S = 300.0
 
 
 class Hub:
@@ -21,6 +25,7 @@ class Hub:
         # Highest seq seen on the bus per channel: lets a new subscriber notice
         # an event that was published between its database read and its subscription.
         self.published_seq: dict[str, int] = {}
+        self._published_at: dict[str, float] = {}
         self._heartbeat_ms = heartbeat_ms
         self._heartbeat_task: asyncio.Task[None] | None = None
         self.delivered = 0
@@ -76,6 +81,7 @@ class Hub:
         ch = ev.channel_id
         if ev.seq > self.published_seq.get(ch, 0):
             self.published_seq[ch] = ev.seq
+            self._published_at[ch] = time.monotonic()
         text = protocol.event_frame(ev)
         # The joining users' connections get the join marked, routed or not: a replay
         # may have ended a still-routed subscription, and the sender decides in
@@ -117,3 +123,19 @@ class Hub:
             await asyncio.sleep(self._heartbeat_ms / 1000)
             for conn in self.connections:
                 conn.offer(frame)
+            self.prune(time.monotonic() - PUBLISHED_SEQ_RETAIN_S)
+
+    def prune(self, before: float) -> None:
+        """Forget the published seq of channels nobody here follows, quiet since `before`.
+
+        It only guards the short window between a subscriber's database read and its
+        subscription (bounded by the database timeout), so old entries serve nothing.
+        """
+        stale = [
+            ch
+            for ch, at in self._published_at.items()
+            if at < before and ch not in self._by_channel
+        ]
+        for ch in stale:
+            del self._published_at[ch]
+            del self.published_seq[ch]

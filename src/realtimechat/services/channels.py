@@ -169,8 +169,9 @@ class ChannelService:
         def work(conn: Connection) -> list[ChannelView]:
             if repo.team_role(conn, team_id, user_id) is None:
                 raise NotFound("team not found")
+            unread = repo.unread_counts(conn, user_id)
             return [
-                _view(conn, ch, user_id, row.role, row.read_seq)
+                _view(conn, ch, user_id, row.role, row.read_seq, unread.get(ch.id, 0))
                 for ch, row in repo.team_channels_for(conn, team_id, user_id)
             ]
 
@@ -178,8 +179,9 @@ class ChannelService:
 
     async def my_channels(self, user_id: str) -> list[ChannelView]:
         def work(conn: Connection) -> list[ChannelView]:
+            unread = repo.unread_counts(conn, user_id)
             return [
-                _view(conn, ch, user_id, role, read_seq)
+                _view(conn, ch, user_id, role, read_seq, unread.get(ch.id, 0))
                 for ch, role, read_seq in repo.channels_of_user(conn, user_id)
             ]
 
@@ -316,13 +318,19 @@ class ChannelService:
 
 
 def _view(
-    conn: Connection, channel: Channel, user_id: str, role: Role | None, read_seq: int | None = None
+    conn: Connection,
+    channel: Channel,
+    user_id: str,
+    role: Role | None,
+    read_seq: int | None = None,
+    unread: int | None = None,
 ) -> ChannelView:
     if role is None:
         return ChannelView(channel, False, None, 0, 0)
     if read_seq is None:
         membership = repo.channel_membership(conn, channel.id, user_id)
         read_seq = membership[1] if membership else 0
-    unread = repo.unread_count(conn, channel.id, user_id, read_seq)
+    if unread is None:
+        unread = repo.unread_count(conn, channel.id, user_id, read_seq)
     members = tuple(repo.member_ids(conn, channel.id)) if channel.kind == "dm" else ()
     return ChannelView(channel, True, role, read_seq, unread, members)

@@ -321,6 +321,28 @@ def unread_count(conn: Connection, channel_id: str, user_id: str, read_seq: int)
     )
 
 
+def unread_counts(conn: Connection, user_id: str) -> dict[str, int]:
+    """Unread messages (by others, not deleted) per channel the user is a member of."""
+    cm = channel_members
+    rows = conn.execute(
+        sa.select(cm.c.channel_id, sa.func.count(messages.c.id))
+        .select_from(
+            cm.join(
+                messages,
+                sa.and_(
+                    messages.c.channel_id == cm.c.channel_id,
+                    messages.c.seq > cm.c.read_seq,
+                    messages.c.sender_id != user_id,
+                    messages.c.deleted_at.is_(None),
+                ),
+            )
+        )
+        .where(cm.c.user_id == user_id)
+        .group_by(cm.c.channel_id)
+    )
+    return {channel_id: int(n) for channel_id, n in rows}
+
+
 # ---- messages and events ---------------------------------------------------
 def message_from_row(row: Any) -> Message:
     return Message(
