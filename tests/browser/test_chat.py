@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import OPEN_PAGES, screenshot
 from tests.support import Api, ServerProcess
 
 
@@ -14,6 +14,7 @@ async def open_chat(
 ) -> tuple[BrowserContext, Page]:
     context = await browser.new_context()
     page = await context.new_page()
+    OPEN_PAGES.append(page)
     await page.goto(server.url)
     await page.get_by_test_id("login-email").fill(user.email)
     await page.get_by_test_id("login-password").fill("correct horse")

@@ -766,7 +766,9 @@ function messageItem(m, pending) {
           onclick: () => {
             const el = h("textarea", { rows: 2, "data-testid": "edit-body", "aria-label": "Edit message" });
             el.value = m.body;
-            S.editing = { id: m.id, el, conflict: null };
+            // The version the user started from: a change made meanwhile (another
+            // device, another tab) must answer 412, not be overwritten silently.
+            S.editing = { id: m.id, el, conflict: null, version: m.version };
             renderMessages();
             el.focus();
           },
@@ -786,9 +788,8 @@ function messageItem(m, pending) {
 function editor(m) {
   const ed = S.editing;
   const save = action(async () => {
-    const cur = S.msgs.get(m.channel_id).byId.get(m.id) || m;
     try {
-      const res = await api("PUT", `/api/v1/messages/${m.id}`, { body: ed.el.value }, { headers: { "If-Match": `"${cur.version}"` } });
+      const res = await api("PUT", `/api/v1/messages/${m.id}`, { body: ed.el.value }, { headers: { "If-Match": `"${ed.version}"` } });
       storeMessage(res.body);
       S.editing = null;
       renderMessages();
@@ -797,6 +798,7 @@ function editor(m) {
         const newer = await get(`/api/v1/messages/${m.id}`);
         storeMessage(newer);
         ed.conflict = newer;
+        ed.version = newer.version; // seen now: saving again overwrites it knowingly
         renderMessages();
         return;
       }
