@@ -101,3 +101,34 @@ async def test_server_restart_mid_chat_loses_and_doubles_nothing(
             await alice.aclose()
             await bob.aclose()
             await restarted.stop()
+
+
+async def test_back_online_past_the_replay_limit_pages_everything_once(
+    browser: Browser, tmp_path: Path
+) -> None:
+    async with running_server(tmp_path, RTC_WS__REPLAY_LIMIT="5") as srv:
+        alice, bob = await new_user(srv, "alice"), await new_user(srv, "bob")
+        team = await alice.create_team("Acme")
+        await alice.add_to_team(team["id"], bob)
+        channel = await alice.create_channel(team["id"], "general")
+        await alice.join(channel["id"], bob)
+        ctx, page = await open_chat(browser, srv, bob)
+        await open_channel(page, "general")
+        await ctx.set_offline(True)
+        await expect(page.get_by_test_id("connection-state")).not_to_have_text("connected")
+        for i in range(12):
+            await alice.send(channel["id"], f"missed {i:02d}")
+        await ctx.set_offline(False)
+        await expect(page.get_by_test_id("connection-state")).to_have_text(
+            "connected", timeout=20_000
+        )
+        missed = page.get_by_test_id("message").filter(has_text="missed")
+        await expect(missed).to_have_count(12, timeout=20_000)
+        texts = await missed.all_inner_texts()
+        assert [t for t in texts if "missed" in t] == texts
+        order = [int(t.split("missed ")[1][:2]) for t in texts]
+        assert order == list(range(12))
+        await screenshot(page, "resync-after-offline")
+        await ctx.close()
+        await alice.aclose()
+        await bob.aclose()

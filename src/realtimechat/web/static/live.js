@@ -30,9 +30,23 @@ export class Live {
     this.sendTimer = setInterval(() => this.flush(), 2000);
     this.onOnline = () => {
       this.attempt = 0;
+      this.state();
       this.reconnectSoon(0);
     };
-    this.onOffline = () => this.state();
+    // Offline: drop the socket now rather than trust it; resume from the cursors when back.
+    this.onOffline = () => {
+      this.drop();
+      this.state();
+    };
+    // A connection that stays silent past two heartbeats is dead, whatever TCP says.
+    this.lastRx = Date.now();
+    this.heartbeatMs = 0;
+    this.watchdog = setInterval(() => {
+      if (this.ws && this.ready && this.heartbeatMs && Date.now() - this.lastRx > 2 * this.heartbeatMs) {
+        this.drop();
+        this.reconnectSoon(0);
+      }
+    }, 2000);
     window.addEventListener("online", this.onOnline);
     window.addEventListener("offline", this.onOffline);
   }
@@ -44,6 +58,22 @@ export class Live {
     else if (this.ready) s = "connected";
     else s = "reconnecting…";
     this.h.onState(s);
+  }
+
+  /** Forget the current socket without waiting for its close handshake. */
+  drop() {
+    const ws = this.ws;
+    if (!ws) return;
+    this.ws = null;
+    this.ready = false;
+    this.inFlight.clear();
+    ws.onclose = null;
+    ws.onmessage = null;
+    try {
+      ws.close();
+    } catch {
+      // already closing
+    }
   }
 
   async connect() {
@@ -71,6 +101,7 @@ export class Live {
       ws.send(JSON.stringify({ type: "auth", token, cursors }));
     };
     ws.onmessage = (msg) => {
+      this.lastRx = Date.now();
       let frame;
       try {
         frame = JSON.parse(msg.data);
@@ -102,6 +133,7 @@ export class Live {
   /** Schedule a reconnect: `delay` ms, or exponential backoff with full jitter. */
   reconnectSoon(delay) {
     if (this.closed || this.timer || this.ws) return;
+    if (!navigator.onLine) return this.state(); // the "online" event reconnects
     if (delay === undefined) {
       const ceiling = Math.min(CAP_MS, BASE_MS * 2 ** this.attempt);
       delay = Math.random() * ceiling;
@@ -115,6 +147,7 @@ export class Live {
     this.closed = true;
     clearTimeout(this.timer);
     clearInterval(this.sendTimer);
+    clearInterval(this.watchdog);
     window.removeEventListener("online", this.onOnline);
     window.removeEventListener("offline", this.onOffline);
     if (this.ws) {
@@ -136,6 +169,7 @@ export class Live {
   onFrame(frame) {
     switch (frame.type) {
       case "ready":
+        this.heartbeatMs = frame.heartbeat_ms || 0;
         this.onReady(frame);
         break;
       case "event":
