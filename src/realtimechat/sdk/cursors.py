@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import orjson
 
@@ -32,13 +32,6 @@ class Cursor:
 
     seq: int
     epoch: str | None = None
-
-    def to_wire(self) -> dict[str, Any]:
-        """The cursor as the `auth`/`resume` frames carry it."""
-        out: dict[str, Any] = {"seq": self.seq}
-        if self.epoch is not None:
-            out["epoch"] = self.epoch
-        return out
 
 
 @runtime_checkable

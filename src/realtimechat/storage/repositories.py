@@ -187,11 +187,6 @@ def insert_channel(conn: Connection, channel: Channel, dm_key: str | None = None
     )
 
 
-def channel_by_id(conn: Connection, channel_id: str) -> Channel | None:
-    row = conn.execute(sa.select(channels).where(channels.c.id == channel_id)).first()
-    return channel_from_row(row) if row else None
-
-
 def channel_by_dm_key(conn: Connection, dm_key: str) -> Channel | None:
     row = conn.execute(sa.select(channels).where(channels.c.dm_key == dm_key)).first()
     return channel_from_row(row) if row else None
