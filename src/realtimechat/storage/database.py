@@ -89,20 +89,43 @@ def _sqlite_engine(url: str, synchronous: str, *, writer: bool, pool_size: int) 
     return engine
 
 
+def _postgres_engine(url: str, settings: Settings, *, pool_size: int) -> Engine:
+    timeout_ms = int(settings.db.timeout_s * 1000)
+    return sa.create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=settings.db.timeout_s,
+        pool_pre_ping=True,  # a connection from before a server restart is replaced
+        connect_args={
+            "connect_timeout": max(1, int(settings.db.timeout_s)),
+            "options": f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
+        },
+    )
+
+
 class Database:
     """Runs units of work on database threads and hands results back to the loop."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         url = settings.database_url()
-        if not url.startswith("sqlite"):
-            raise ValueError(f"unsupported database URL (SQLite only in this version): {url}")
-        sync = settings.db.sqlite_synchronous
         self.url = url
-        self._write_engine = _sqlite_engine(url, sync, writer=True, pool_size=1)
-        self._read_engine = _sqlite_engine(
-            url, sync, writer=False, pool_size=settings.db.read_threads
-        )
+        if url.startswith("sqlite"):
+            sync = settings.db.sqlite_synchronous
+            self._write_engine = _sqlite_engine(url, sync, writer=True, pool_size=1)
+            self._read_engine = _sqlite_engine(
+                url, sync, writer=False, pool_size=settings.db.read_threads
+            )
+        elif url.startswith("postgresql+psycopg"):
+            # The same runner: one writer thread group-commits on its own connection
+            # (row locks order writers across nodes), readers use a bounded pool.
+            self._write_engine = _postgres_engine(url, settings, pool_size=1)
+            self._read_engine = _postgres_engine(url, settings, pool_size=settings.db.read_threads)
+        else:
+            raise ValueError(
+                f"unsupported database URL {url!r}: use sqlite:///… or postgresql+psycopg://…"
+            )
         self._jobs: queue.Queue[Any] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._readers = ThreadPoolExecutor(
