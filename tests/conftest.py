@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.postgres import postgres_server
 from tests.support import Api, ServerProcess, new_user, running_server
 
 IN_CI = os.environ.get("CI") == "true"
@@ -24,16 +26,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"skipped under CI=true, which requires every test: {report.longrepr}"
 
 
-@pytest.fixture(scope="session")
-async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServerProcess]:
-    """One server for the tests that do not restart or reconfigure it."""
-    tmp: Path = tmp_path_factory.mktemp("server")
-    async with running_server(
-        tmp,
-        RTC_LIMITS__USER_REQUESTS_PER_MINUTE="100000",
-        RTC_LIMITS__ANONYMOUS_REQUESTS_PER_MINUTE="100000",
-    ) as srv:
-        yield srv
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+async def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ServerProcess]:
+    """One server per backend for the tests that do not restart or reconfigure it.
+
+    Every test that uses it runs on the embedded SQLite default and on PostgreSQL.
+    """
+    tmp: Path = tmp_path_factory.mktemp(f"server-{request.param}")
+    env = {
+        "RTC_LIMITS__USER_REQUESTS_PER_MINUTE": "100000",
+        "RTC_LIMITS__ANONYMOUS_REQUESTS_PER_MINUTE": "100000",
+    }
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "postgres":
+            pg = await stack.enter_async_context(postgres_server())
+            env["RTC_DB__URL"] = pg.url
+        yield await stack.enter_async_context(running_server(tmp, **env))
 
 
 @pytest.fixture
