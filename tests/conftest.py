@@ -42,7 +42,7 @@ async def server(
     async with contextlib.AsyncExitStack() as stack:
         if request.param == "postgres":
             pg = await stack.enter_async_context(postgres_server())
-            env["RTC_DB__URL"] = pg.url
+            env["RTC_DATABASE_URL"] = pg.url
         yield await stack.enter_async_context(running_server(tmp, **env))
 
 

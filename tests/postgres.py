@@ -44,7 +44,7 @@ class PostgresServer:
 
     @property
     def url(self) -> str:
-        return f"postgresql+psycopg://{PG_USER}@127.0.0.1:{self.port}/postgres"
+        return f"postgresql://{PG_USER}@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *cmd: str) -> None:
         subprocess.run(_as_postgres(*cmd), check=True, capture_output=True, timeout=120)

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         from realtimechat.storage.migrate import upgrade
 
         upgrade(settings)
-        print(f"database is up to date: {settings.database_url()}")
+        print(f"database is up to date: {settings.db_url()}")
     return 0
 
 

@@ -12,7 +12,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class DatabaseSettings(BaseModel):
     """Where the data lives and how the storage layer talks to it."""
 
-    url: str | None = None  # None: SQLite file in data_dir
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL"] = "FULL"
     timeout_s: float = 5.0
     read_threads: int = 2
@@ -66,6 +65,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path("./data")
+    # None: the embedded default, SQLite in data_dir. Else e.g. postgresql://user@host/db.
+    database_url: str | None = None
     drain_s: float = 30.0
     log_level: str = "info"
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
@@ -73,8 +74,16 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     ws: WebSocketSettings = Field(default_factory=WebSocketSettings)
 
-    def database_url(self) -> str:
-        """The SQLAlchemy URL: the configured one, else a SQLite file in data_dir."""
-        if self.db.url:
-            return self.db.url
-        return f"sqlite:///{(self.data_dir / 'realtimechat.db').resolve()}"
+    def db_url(self) -> str:
+        """The SQLAlchemy URL: RTC_DATABASE_URL, else a SQLite file in data_dir.
+
+        Any PostgreSQL URL (postgresql://, +asyncpg, +psycopg) runs on psycopg:
+        units of work run whole on database threads, so the driver is a sync one.
+        """
+        url = self.database_url
+        if not url:
+            return f"sqlite:///{(self.data_dir / 'realtimechat.db').resolve()}"
+        scheme, sep, rest = url.partition("://")
+        if sep and scheme in ("postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg"):
+            return f"postgresql+psycopg://{rest}"
+        return url

@@ -24,7 +24,7 @@ from tests.postgres import postgres_server
 @pytest.fixture
 async def pg_db(tmp_path: Path) -> AsyncIterator[Database]:
     async with postgres_server() as pg:
-        settings = Settings(data_dir=tmp_path, db={"url": pg.url})
+        settings = Settings(data_dir=tmp_path, database_url=pg.url)
         await asyncio.to_thread(upgrade, settings)
         await asyncio.to_thread(upgrade, settings)  # migrating twice changes nothing
         db = Database(settings)

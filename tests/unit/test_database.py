@@ -344,7 +344,7 @@ def test_upgrade_records_its_revision_so_a_restart_can_run_it_again(tmp_path: Pa
     settings = make_settings(tmp_path)
     upgrade(settings)
     upgrade(settings)  # a restart on the same data_dir
-    engine = sa.create_engine(settings.database_url())
+    engine = sa.create_engine(settings.db_url())
     try:
         with engine.connect() as conn:
             versions = list(conn.exec_driver_sql("SELECT version_num FROM alembic_version"))

@@ -109,7 +109,7 @@ class Database:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        url = settings.database_url()
+        url = settings.db_url()
         self.url = url
         if url.startswith("sqlite"):
             sync = settings.db.sqlite_synchronous
@@ -123,9 +123,7 @@ class Database:
             self._write_engine = _postgres_engine(url, settings, pool_size=1)
             self._read_engine = _postgres_engine(url, settings, pool_size=settings.db.read_threads)
         else:
-            raise ValueError(
-                f"unsupported database URL {url!r}: use sqlite:///… or postgresql+psycopg://…"
-            )
+            raise ValueError(f"unsupported database URL {url!r}: use sqlite:///… or postgresql://…")
         self._jobs: queue.Queue[Any] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._readers = ThreadPoolExecutor(

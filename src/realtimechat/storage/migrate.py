@@ -16,7 +16,7 @@ def alembic_config(settings: Settings) -> Config:
     """An Alembic config for the settings' database, with no alembic.ini needed."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", settings.database_url())
+    cfg.set_main_option("sqlalchemy.url", settings.db_url())
     return cfg
 
 
