@@ -1,14 +1,15 @@
 # The two commands: `make run` and `make test`. Both bootstrap uv and the locked environment.
 SHELL := /bin/bash
-UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv from PATH, else a private copy in .tools/ (a venv, so PEP 668 system Pythons work too).
+UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA_DIR ?= ./data
 
-.PHONY: run test lint typecheck unit bootstrap migrate
+.PHONY: run test lint typecheck bootstrap migrate
 
 bootstrap:
-	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet --user uv || curl -LsSf https://astral.sh/uv/install.sh | sh
+	@command -v $(UV) >/dev/null 2>&1 || { python3 -m venv .tools && .tools/bin/pip install --quiet uv; }
 	@$(UV) sync --locked --quiet
 
 migrate: bootstrap
