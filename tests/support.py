@@ -188,6 +188,19 @@ class Api:
             after_seq = out[-1]["seq"]
 
 
+async def team_channel(
+    owner: Api, *members: Api, private: bool = False, name: str = "general"
+) -> dict[str, Any]:
+    """A new team of `owner` and `members`, and a channel they all are in."""
+    team = await owner.create_team("team")
+    for m in members:
+        await owner.add_to_team(team["id"], m)
+    channel = await owner.create_channel(team["id"], name, private=private)
+    for m in members:
+        await owner.join(channel["id"], m)
+    return channel
+
+
 async def new_user(server: ServerProcess, name: str = "user") -> Api:
     """Register and log in a fresh user."""
     anon = httpx.AsyncClient(base_url=server.url, timeout=30)

@@ -6,7 +6,7 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from tests.browser.conftest import OPEN_PAGES, screenshot
-from tests.support import Api, ServerProcess
+from tests.support import Api, ServerProcess, team_channel
 
 
 async def open_chat(
@@ -36,11 +36,7 @@ async def say(page: Page, text: str) -> None:
 @pytest.fixture
 async def room(alice: Api, bob: Api) -> str:
     """#general in team Acme, with alice and bob in it."""
-    team = await alice.create_team("Acme")
-    await alice.add_to_team(team["id"], bob)
-    channel = await alice.create_channel(team["id"], "general")
-    await alice.join(channel["id"], bob)
-    return str(channel["id"])
+    return str((await team_channel(alice, bob))["id"])
 
 
 async def test_two_people_chat_both_ways(

@@ -8,7 +8,7 @@ from playwright.async_api import Browser, expect
 
 from tests.browser.conftest import OPEN_PAGES, screenshot
 from tests.browser.test_chat import open_channel, open_chat
-from tests.support import Api, ServerProcess
+from tests.support import Api, ServerProcess, team_channel
 
 
 async def test_register_create_team_and_channel_add_a_member_and_chat(
@@ -63,10 +63,7 @@ async def test_register_create_team_and_channel_add_a_member_and_chat(
 async def test_typing_shows_on_the_other_screen(
     browser: Browser, server: ServerProcess, alice: Api, bob: Api
 ) -> None:
-    team = await alice.create_team("Acme")
-    await alice.add_to_team(team["id"], bob)
-    channel = await alice.create_channel(team["id"], "general")
-    await alice.join(channel["id"], bob)
+    await team_channel(alice, bob)
     ctx_a, page_a = await open_chat(browser, server, alice)
     ctx_b, page_b = await open_chat(browser, server, bob)
     await open_channel(page_a, "general")

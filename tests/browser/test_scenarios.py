@@ -8,7 +8,7 @@ from playwright.async_api import Browser, expect
 
 from tests.browser.conftest import screenshot
 from tests.browser.test_chat import open_channel, open_chat, say
-from tests.support import Api, ServerProcess, new_user, running_server
+from tests.support import Api, ServerProcess, new_user, running_server, team_channel
 
 
 async def test_edit_conflict_shows_the_newer_text_and_lets_the_user_retry(
@@ -61,10 +61,7 @@ async def test_server_restart_mid_chat_loses_and_doubles_nothing(
 ) -> None:
     async with running_server(tmp_path) as srv:
         alice, bob = await new_user(srv, "alice"), await new_user(srv, "bob")
-        team = await alice.create_team("Acme")
-        await alice.add_to_team(team["id"], bob)
-        channel = await alice.create_channel(team["id"], "general")
-        await alice.join(channel["id"], bob)
+        channel = await team_channel(alice, bob)
         ctx_a, page_a = await open_chat(browser, srv, alice)
         ctx_b, page_b = await open_chat(browser, srv, bob)
         await open_channel(page_a, "general")
@@ -108,10 +105,7 @@ async def test_back_online_past_the_replay_limit_pages_everything_once(
 ) -> None:
     async with running_server(tmp_path, RTC_WS__REPLAY_LIMIT="5") as srv:
         alice, bob = await new_user(srv, "alice"), await new_user(srv, "bob")
-        team = await alice.create_team("Acme")
-        await alice.add_to_team(team["id"], bob)
-        channel = await alice.create_channel(team["id"], "general")
-        await alice.join(channel["id"], bob)
+        channel = await team_channel(alice, bob)
         ctx, page = await open_chat(browser, srv, bob)
         await open_channel(page, "general")
         await ctx.set_offline(True)

@@ -24,11 +24,18 @@ from tests.integration.ws_support import (
     raw_connect,
     read_until_closed,
     send_raw,
-    team_channel,
     token,
     until,
 )
-from tests.support import Api, ServerProcess, WsClient, new_user, running_server, unique
+from tests.support import (
+    Api,
+    ServerProcess,
+    WsClient,
+    new_user,
+    running_server,
+    team_channel,
+    unique,
+)
 
 # ---- auth -------------------------------------------------------------------
 

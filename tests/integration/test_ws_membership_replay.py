@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 from tests.integration.ws_support import before_pong, token
-from tests.support import Api, ServerProcess, WsClient
+from tests.support import Api, ServerProcess, WsClient, team_channel
 
 
 async def test_replay_skips_what_was_said_while_removed_and_goes_on_after_re_add(
     server: ServerProcess, alice: Api, bob: Api
 ) -> None:
-    team = await alice.create_team()
-    await alice.add_to_team(team["id"], bob)
-    channel = await alice.create_channel(team["id"], "ops")
-    ch = channel["id"]
-    await alice.join(ch, bob)
+    ch = (await team_channel(alice, bob, name="ops"))["id"]
     cursor = (await bob.events(ch))[-1]["seq"]
 
     await alice.ok("DELETE", f"/api/v1/channels/{ch}/members/{bob.user_id}", 204)

@@ -19,11 +19,10 @@ from tests.integration.ws_support import (
     connect_slow_reader,
     events,
     read_until_closed,
-    team_channel,
     token,
     until,
 )
-from tests.support import Api, ServerProcess, WsClient, new_user, running_server
+from tests.support import Api, ServerProcess, WsClient, new_user, running_server, team_channel
 
 MISSED = 20
 HIGH_LIMITS = {

@@ -104,19 +104,6 @@ def dumps(frame: Frame) -> str:
     return orjson.dumps(frame).decode()
 
 
-async def team_channel(
-    owner: Api, *members: Api, private: bool = False, name: str = "general"
-) -> dict[str, Any]:
-    """A new team of `owner` and `members`, and a channel they all are in."""
-    team = await owner.create_team("team")
-    for m in members:
-        await owner.add_to_team(team["id"], m)
-    channel = await owner.create_channel(team["id"], name, private=private)
-    for m in members:
-        await owner.join(channel["id"], m)
-    return channel
-
-
 async def channel_last_seq(api: Api, channel_id: str) -> int:
     got = await api.ok("GET", f"/api/v1/channels/{channel_id}", 200)
     seq: int = got["last_seq"]
