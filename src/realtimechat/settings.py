@@ -57,6 +57,17 @@ class WebSocketSettings(BaseModel):
     reconnect_after_ms: int = 1000
 
 
+class RedisSettings(BaseModel):
+    """The Redis Streams bus and shared rate limits, when RTC_REDIS_URL is set."""
+
+    timeout_s: float = 1.0  # every Redis call; an outage costs at most this much
+    stream: str = "rtc:events"
+    stream_maxlen: int = 100_000  # approximate MAXLEN: the bus is fan-out, not history
+    block_ms: int = 1000  # XREAD BLOCK
+    publish_queue: int = 10_000  # events waiting for XADD; beyond it they are dropped
+    retry_s: float = 0.5  # first reconnect delay after an error (doubles, capped at 5 s)
+
+
 class Settings(BaseSettings):
     """Everything configurable, read from RTC_* environment variables (nested with __)."""
 
@@ -67,12 +78,15 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     # None: the embedded default, SQLite in data_dir. Else e.g. postgresql://user@host/db.
     database_url: str | None = None
+    # None: the in-process bus and local rate limits. Else e.g. redis://host:6379/0.
+    redis_url: str | None = None
     drain_s: float = 30.0
     log_level: str = "info"
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     ws: WebSocketSettings = Field(default_factory=WebSocketSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
 
     def db_url(self) -> str:
         """The SQLAlchemy URL: RTC_DATABASE_URL, else a SQLite file in data_dir.

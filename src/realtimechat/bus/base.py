@@ -36,3 +36,9 @@ class Bus(Protocol):
 
     def health(self) -> tuple[str, str | None]:
         """("ok" | "degraded" | "fail", detail)."""
+
+    async def start(self) -> None:
+        """Connect and start reading; must not fail when the bus is unreachable."""
+
+    async def close(self) -> None:
+        """Stop reading and publishing."""

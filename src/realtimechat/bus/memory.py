@@ -40,5 +40,11 @@ class MemoryBus:
     def health(self) -> tuple[str, str | None]:
         return "ok", None
 
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
 
 _: type[Bus] = MemoryBus

@@ -27,12 +27,14 @@ def create_app(deps: Deps) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         deps.db.start()
         deps.bus.subscribe(hub.on_event, hub.on_ephemeral)
+        await deps.bus.start()
         hub.start()
         try:
             yield
         finally:
             await gateway.drain(deps.settings.drain_s)
             await hub.stop()
+            await deps.bus.close()
             await deps.db.close()
 
     app = FastAPI(
