@@ -35,8 +35,15 @@ async def test_register_create_team_and_channel_add_a_member_and_chat(
     ) as added:
         await page.get_by_test_id("add-member-submit").click()
     assert (await added.value).status == 201
+    # The page has refreshed the team's members (and redrawn the sidebar) once Bob
+    # is offered for a DM; typing into a form the redraw is moving is a race.
+    await expect(page.get_by_test_id("dm-user")).to_contain_text("bob")
     await page.get_by_test_id("new-channel-name").fill("general")
-    await page.get_by_test_id("new-channel-submit").click()
+    async with page.expect_response(
+        lambda r: r.url.endswith("/channels") and r.request.method == "POST"
+    ) as created:
+        await page.get_by_test_id("new-channel-submit").click()
+    assert (await created.value).status == 201, await (await created.value).text()
     await expect(page.get_by_test_id("channel-item").filter(has_text="general")).to_have_count(1)
     await open_channel(page, "general")
     # Keyboard only: the composer is reachable and Enter sends.
