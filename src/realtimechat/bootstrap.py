@@ -55,5 +55,7 @@ def build(settings: Settings) -> Deps:
         auth=AuthService(db=db, settings=settings.auth, secret=signing_secret(settings)),
         channels=ChannelService(db=db, bus=bus),
         messages=MessageService(db=db, bus=bus, limits=settings.limits),
-        limiter=RateLimiter(),
+        limiter=RateLimiter(
+            settings.redis_url, timeout_s=settings.redis.timeout_s, retry_s=settings.redis.retry_s
+        ),
     )

@@ -65,7 +65,11 @@ class RedisSettings(BaseModel):
     stream_maxlen: int = 100_000  # approximate MAXLEN: the bus is fan-out, not history
     block_ms: int = 1000  # XREAD BLOCK
     publish_queue: int = 10_000  # events waiting for XADD; beyond it they are dropped
-    retry_s: float = 0.5  # first reconnect delay after an error (doubles, capped at 5 s)
+    # How often a node compares its channels with the database: while Redis is down,
+    # and (for a publish lost with its node) while it is up.
+    catchup_fast_s: float = 0.25
+    catchup_slow_s: float = 2.0
+    retry_s: float = 0.5  # first retry after a Redis error; doubles on each failure, capped
 
 
 class Settings(BaseSettings):

@@ -35,8 +35,11 @@ async def readyz(request: Request) -> Response:
         }
     except Exception as exc:
         checks["database"] = {"status": "fail", "detail": exc.__class__.__name__}
-    bus_status, bus_detail = deps.bus.health()
-    checks["bus"] = {"status": bus_status, **({"detail": bus_detail} if bus_detail else {})}
+    for name, (dep_status, detail) in (
+        ("bus", deps.bus.health()),
+        ("rate_limits", deps.limiter.health()),
+    ):
+        checks[name] = {"status": dep_status, **({"detail": detail} if detail else {})}
     draining = request.app.state.gateway.draining
     if draining:
         status = "draining"
