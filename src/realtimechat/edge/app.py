@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from realtimechat.bootstrap import Deps
 from realtimechat.edge import errors
+from realtimechat.edge.catchup import CatchUp
 from realtimechat.edge.gateway import Gateway
 from realtimechat.edge.hub import Hub
 from realtimechat.edge.routes import auth, health, messages, teams
@@ -22,6 +23,20 @@ def create_app(deps: Deps) -> FastAPI:
     """Build the app over already-built dependencies; the lifespan starts and stops them."""
     hub = Hub(deps.settings.ws.heartbeat_ms)
     gateway = Gateway(deps, hub)
+    redis = deps.settings.redis
+    # In one process nothing can come between a commit and its publish; across nodes
+    # the bus can lose what the database has.
+    catch_up = (
+        CatchUp(
+            hub=hub,
+            bus_health=deps.bus.health,
+            last_seqs=deps.channels.last_seqs,
+            fast_s=redis.catchup_fast_s,
+            slow_s=redis.catchup_slow_s,
+        )
+        if deps.settings.redis_url
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -29,12 +44,17 @@ def create_app(deps: Deps) -> FastAPI:
         deps.bus.subscribe(hub.on_event, hub.on_ephemeral)
         await deps.bus.start()
         hub.start()
+        if catch_up is not None:
+            catch_up.start()
         try:
             yield
         finally:
             await gateway.drain(deps.settings.drain_s)
+            if catch_up is not None:
+                await catch_up.stop()
             await hub.stop()
             await deps.bus.close()
+            await deps.limiter.close()
             await deps.db.close()
 
     app = FastAPI(
@@ -48,6 +68,7 @@ def create_app(deps: Deps) -> FastAPI:
     app.state.deps = deps
     app.state.hub = hub
     app.state.gateway = gateway
+    app.state.catch_up = catch_up
     errors.install(app)
     for module in (auth, teams, messages, health):
         app.include_router(module.router)

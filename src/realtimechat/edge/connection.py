@@ -50,6 +50,13 @@ class Rewind:
 
 
 @dataclass(frozen=True, slots=True)
+class CatchUp:
+    """The bus missed something: send what is stored after what this connection sent."""
+
+    channel_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Resync:
     """The client must page the REST events; live delivery goes on after `seq`."""
 
@@ -63,7 +70,7 @@ class Close:
     reason: str = ""
 
 
-Item = SendFrame | LiveEvent | Rewind | Resync | Close
+Item = SendFrame | LiveEvent | Rewind | CatchUp | Resync | Close
 
 
 class Connection:
@@ -165,6 +172,9 @@ class Connection:
                 elif isinstance(item, Rewind):
                     if item.channel_id in self.last_sent:
                         self.last_sent[item.channel_id] = item.seq
+                        await self._fill(item.channel_id, None)
+                elif isinstance(item, CatchUp):
+                    if item.channel_id in self.last_sent:
                         await self._fill(item.channel_id, None)
                 elif isinstance(item, Resync):
                     await self._resync(item.channel_id, item.seq)

@@ -10,7 +10,7 @@ from collections import defaultdict
 from realtimechat import protocol
 from realtimechat.bus.base import Ephemeral
 from realtimechat.domain.models import Event
-from realtimechat.edge.connection import Connection, LiveEvent, Rewind, SendFrame
+from realtimechat.edge.connection import CatchUp, Connection, LiveEvent, Rewind, SendFrame
 
 # Far longer than any database read between a subscriber's ready and its subscription.
 PUBLISHED_SEQ_RETAIN_S = 300.0
@@ -57,7 +57,11 @@ class Hub:
         """
         conn.subscribe(channel_id, after_seq)
         self._by_channel[channel_id].add(conn)
-        if max(known_last, self.published_seq.get(channel_id, 0)) > after_seq:
+        # What the database said is committed counts as seen: catch-up compares with it.
+        if known_last > self.published_seq.get(channel_id, 0):
+            self.published_seq[channel_id] = known_last
+            self._published_at[channel_id] = time.monotonic()
+        if self.published_seq.get(channel_id, 0) > after_seq:
             conn.offer(Rewind(channel_id, after_seq))
 
     def unregister(self, conn: Connection) -> None:
@@ -103,6 +107,20 @@ class Hub:
             else:
                 conn.offer(live)
         self.delivered += len(listeners)
+
+    def followed(self) -> list[str]:
+        """The channels some local connection follows."""
+        return list(self._by_channel)
+
+    def catch_up(self, channel_id: str, last_seq: int) -> None:
+        """The database is ahead of the bus: listeners fill up to it from the database."""
+        if last_seq <= self.published_seq.get(channel_id, 0):
+            return
+        self.published_seq[channel_id] = last_seq
+        self._published_at[channel_id] = time.monotonic()
+        item = CatchUp(channel_id)
+        for conn in list(self._by_channel.get(channel_id, ())):
+            conn.offer(item)
 
     def on_ephemeral(self, sig: Ephemeral) -> None:
         """Bus handler: typing and the like go to the other members' connections."""

@@ -191,6 +191,10 @@ class ChannelService:
         """The channels whose events a live session of this user receives."""
         return await self._db.read(lambda c: [ch for ch, _, _ in repo.channels_of_user(c, user_id)])
 
+    async def last_seqs(self, channel_ids: list[str]) -> dict[str, int]:
+        """The last seq of each channel, for a node catching up on what its bus missed."""
+        return await self._db.read(lambda c: repo.last_seqs(c, channel_ids))
+
     async def member_channels(self, user_id: str, channel_ids: list[str]) -> dict[str, Channel]:
         """Those of `channel_ids` the user is a member of."""
 

@@ -201,6 +201,14 @@ def next_seq(conn: Connection, channel_id: str) -> int:
     return int(_NEXT_SEQ.scalar(conn, {"cid": channel_id}))
 
 
+def last_seqs(conn: Connection, channel_ids: list[str]) -> dict[str, int]:
+    """Each channel's last allocated seq (missing ids are left out)."""
+    rows = conn.execute(
+        sa.select(channels.c.id, channels.c.last_seq).where(channels.c.id.in_(channel_ids))
+    )
+    return {row.id: int(row.last_seq) for row in rows}
+
+
 def channel_access(
     conn: Connection, channel_id: str, user_id: str
 ) -> tuple[Channel, Role | None, Role | None] | None:
