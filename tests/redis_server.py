@@ -37,14 +37,15 @@ class RedisServer:
 
     def start(self) -> None:
         """Start the server and wait until it answers PING (at most 10 s)."""
-        self.process = subprocess.Popen(
-            [
-                "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                "--dir", str(self.root), "--save", "",
-                "--appendonly", "yes" if self.appendonly else "no",
-            ],
-            stdout=(self.root / "log").open("ab"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        with (self.root / "log").open("ab") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                [
+                    "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                    "--dir", str(self.root), "--save", "",
+                    "--appendonly", "yes" if self.appendonly else "no",
+                ],
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -13,6 +13,7 @@ from realtimechat.services.auth import AuthService
 from realtimechat.services.channels import ChannelService
 from realtimechat.services.messages import MessageService
 from realtimechat.settings import Settings
+from realtimechat.storage import tokens
 from realtimechat.storage.database import Database
 
 
@@ -29,30 +30,45 @@ class Deps:
     limiter: RateLimiter
 
 
-def signing_secret(settings: Settings) -> str:
-    """The configured JWT secret, else one generated once and kept in data_dir."""
+def signing_secret(settings: Settings, db: Database) -> str:
+    """The configured JWT secret, else one generated once and shared.
+
+    Embedded it is kept in data_dir; on a server database it is kept there, so
+    every node of a cluster signs and checks tokens with the same key.
+    """
     if settings.auth.secret:
         return settings.auth.secret
+    candidate = secrets.token_urlsafe(48)
+    if not db.url.startswith("sqlite"):
+        return db.setup(lambda c: tokens.shared_secret(c, "jwt", candidate))
     path = Path(settings.data_dir) / "secret.key"
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_urlsafe(48)
-    path.write_text(secret)
+    path.write_text(candidate)
     path.chmod(0o600)
-    return secret
+    return candidate
+
+
+def build_bus(settings: Settings) -> Bus:
+    """Redis Streams when RTC_REDIS_URL is set, else the in-process bus."""
+    if settings.redis_url:
+        from realtimechat.bus.redis_streams import RedisStreamsBus
+
+        return RedisStreamsBus(settings.redis_url, settings.redis)
+    return MemoryBus()
 
 
 def build(settings: Settings) -> Deps:
     """Build the node's dependencies (nothing is started here)."""
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    db = Database(settings)
-    bus = MemoryBus()
+    bus = build_bus(settings)
+    db = Database(settings, outbox=bus.needs_outbox)
     return Deps(
         settings=settings,
         db=db,
         bus=bus,
-        auth=AuthService(db=db, settings=settings.auth, secret=signing_secret(settings)),
+        auth=AuthService(db=db, settings=settings.auth, secret=signing_secret(settings, db)),
         channels=ChannelService(db=db, bus=bus),
         messages=MessageService(db=db, bus=bus, limits=settings.limits),
         limiter=RateLimiter(

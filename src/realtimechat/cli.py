@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="port to listen on (8000; 0 picks a free one)")
     _add_data_dir(serve)
 
+    worker = sub.add_parser(
+        "worker",
+        help="run background work: outbox relay, housekeeping (serve runs it too by default)",
+    )
+    _add_data_dir(worker)
+
     migrate = sub.add_parser("migrate", help="bring the database schema up to date")
     _add_data_dir(migrate)
 
@@ -64,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         from realtimechat.server import serve as run
 
         run(settings)
+    elif args.command == "worker":
+        from realtimechat.worker.main import run as run_worker
+
+        run_worker(settings)
     elif args.command == "bench":
         import asyncio
 

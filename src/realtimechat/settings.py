@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # None: the in-process bus and local rate limits. Else e.g. redis://host:6379/0.
     redis_url: str | None = None
     drain_s: float = 30.0
+    # `serve` also runs the worker's jobs (outbox relay, housekeeping). Several are
+    # safe; a cluster may leave them to `realtimechat worker` processes instead.
+    run_worker: bool = True
     log_level: str = "info"
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from realtimechat.bus.base import Bus, Ephemeral, EphemeralHandler, EventHandler
+from realtimechat.bus.base import (
+    Bus,
+    ConfirmedHandler,
+    Ephemeral,
+    EphemeralHandler,
+    EventHandler,
+)
 from realtimechat.domain.models import Event
 
 log = logging.getLogger(__name__)
@@ -13,6 +19,8 @@ log = logging.getLogger(__name__)
 
 class MemoryBus:
     """Calls the subscribers synchronously, so per-channel order is the publish order."""
+
+    needs_outbox = False
 
     def __init__(self) -> None:
         self._subscribers: list[tuple[EventHandler, EphemeralHandler]] = []
@@ -29,6 +37,12 @@ class MemoryBus:
                     on_event(ev)
                 except Exception:  # one bad subscriber must not starve the others
                     log.exception("bus subscriber failed")
+
+    async def publish_confirmed(self, events: Sequence[Event]) -> None:
+        self.publish(events)
+
+    def on_confirmed(self, handler: ConfirmedHandler) -> None:
+        return None  # nothing to confirm: a publish in one process cannot be lost
 
     def publish_ephemeral(self, signal: Ephemeral) -> None:
         for _, on_ephemeral in self._subscribers:

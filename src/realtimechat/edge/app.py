@@ -16,7 +16,9 @@ from realtimechat.edge.gateway import Gateway
 from realtimechat.edge.hub import Hub
 from realtimechat.edge.routes import auth, health, messages, teams
 from realtimechat.resilience.shedding import GuardMiddleware
+from realtimechat.services.outbox import OutboxAcks
 from realtimechat.web import STATIC_DIR
+from realtimechat.worker.main import Worker, relay_publish
 
 
 def create_app(deps: Deps) -> FastAPI:
@@ -37,23 +39,34 @@ def create_app(deps: Deps) -> FastAPI:
         if deps.settings.redis_url
         else None
     )
+    acks = OutboxAcks(db=deps.db) if deps.bus.needs_outbox else None
+    worker = (
+        Worker(db=deps.db, publish=relay_publish(deps.bus)) if deps.settings.run_worker else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         deps.db.start()
         deps.bus.subscribe(hub.on_event, hub.on_ephemeral)
+        if acks is not None:
+            deps.bus.on_confirmed(acks.published)
+            acks.start()
         await deps.bus.start()
         hub.start()
-        if catch_up is not None:
-            catch_up.start()
+        for task in (catch_up, worker):
+            if task is not None:
+                task.start()
         try:
             yield
         finally:
             await gateway.drain(deps.settings.drain_s)
-            if catch_up is not None:
-                await catch_up.stop()
+            for task in (catch_up, worker):
+                if task is not None:
+                    await task.stop()
             await hub.stop()
             await deps.bus.close()
+            if acks is not None:
+                await acks.stop()
             await deps.limiter.close()
             await deps.db.close()
 
@@ -69,6 +82,7 @@ def create_app(deps: Deps) -> FastAPI:
     app.state.hub = hub
     app.state.gateway = gateway
     app.state.catch_up = catch_up
+    app.state.worker = worker
     errors.install(app)
     for module in (auth, teams, messages, health):
         app.include_router(module.router)

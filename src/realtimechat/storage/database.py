@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from realtimechat.domain.errors import Overloaded, Unavailable
 from realtimechat.settings import Settings
+from realtimechat.storage.repositories import OUTBOX
 
 T = TypeVar("T")
 Work = Callable[[Connection], T]
@@ -107,8 +108,10 @@ def _postgres_engine(url: str, settings: Settings, *, pool_size: int) -> Engine:
 class Database:
     """Runs units of work on database threads and hands results back to the loop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, outbox: bool = False) -> None:
+        """`outbox`: every event also gets an outbox row (a bus that can lose it)."""
         self._settings = settings
+        self._outbox = outbox
         url = settings.db_url()
         self.url = url
         if url.startswith("sqlite"):
@@ -131,6 +134,11 @@ class Database:
         )
         self.commits = 0
         self.jobs_committed = 0
+
+    def setup(self, work: Work[T]) -> T:
+        """Run `work` in a transaction now, blocking: for start-up, before `start()`."""
+        with self._write_engine.connect() as conn, conn.begin():
+            return work(conn)
 
     def start(self) -> None:
         """Start the writer thread."""
@@ -216,6 +224,7 @@ class Database:
             try:
                 if conn is None:
                     conn = self._write_engine.connect()
+                    conn.info[OUTBOX] = self._outbox
                 self._run_batch(conn, batch)
             except Exception as exc:  # the connection itself failed: fail the whole batch
                 log.exception("database write batch failed")

@@ -24,6 +24,7 @@ from realtimechat.storage.tables import (
     channels,
     events,
     messages,
+    outbox,
     team_members,
     teams,
     users,
@@ -62,6 +63,9 @@ _MESSAGE_BY_CLIENT_ID = Prepared(
 )
 _INSERT_MESSAGE = Prepared(messages.insert())
 _INSERT_EVENT = Prepared(events.insert())
+_INSERT_OUTBOX = Prepared(outbox.insert())
+# Set in a connection's info by the database runner when events need an outbox row.
+OUTBOX = "rtc_outbox"
 _EVENTS_AFTER = (
     sa.select(events.c.seq, events.c.type, events.c.payload, events.c.created_at)
     .where(events.c.channel_id == sa.bindparam("channel_id"), events.c.seq > sa.bindparam("after"))
@@ -431,6 +435,62 @@ def insert_event(conn: Connection, ev: Event, message_id: str | None = None) -> 
             "created_at": ev.created_at,
         },
     )
+    if conn.info.get(OUTBOX):
+        _INSERT_OUTBOX.execute(
+            conn,
+            {
+                "channel_id": ev.channel_id,
+                "seq": ev.seq,
+                "created_at": ev.created_at,
+                "claimed_until": 0,
+            },
+        )
+
+
+def claim_outbox(
+    conn: Connection, *, older_than: int, now: int, until: int, limit: int
+) -> list[Event]:
+    """Claim up to `limit` unpublished events written before `older_than`, oldest first.
+
+    Rows claimed by another relay (until a time still to come) or locked by one are
+    skipped, so several relays share the work; a claim lapses at `until`.
+    """
+    key = sa.tuple_(outbox.c.channel_id, outbox.c.seq)
+    due = (
+        sa.select(outbox.c.channel_id, outbox.c.seq)
+        .where(outbox.c.created_at < older_than, outbox.c.claimed_until < now)
+        .order_by(outbox.c.created_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = conn.execute(
+        outbox.update()
+        .where(key.in_(due))
+        .values(claimed_until=until)
+        .returning(outbox.c.channel_id, outbox.c.seq)
+    ).all()
+    if not claimed:
+        return []
+    rows = conn.execute(
+        sa.select(
+            events.c.channel_id, events.c.seq, events.c.type, events.c.payload, events.c.created_at
+        )
+        .where(sa.tuple_(events.c.channel_id, events.c.seq).in_([tuple(r) for r in claimed]))
+        .order_by(events.c.channel_id, events.c.seq)  # each channel in seq order
+    )
+    return [Event(r.channel_id, r.seq, r.type, r.payload.encode(), r.created_at) for r in rows]
+
+
+def delete_outbox(conn: Connection, keys: list[tuple[str, int]]) -> None:
+    """Forget outbox rows whose events the bus has."""
+    if keys:
+        conn.execute(outbox.delete().where(sa.tuple_(outbox.c.channel_id, outbox.c.seq).in_(keys)))
+
+
+def outbox_lag(conn: Connection, now: int) -> tuple[int, int]:
+    """(rows waiting, age in ms of the oldest)."""
+    row = conn.execute(sa.select(sa.func.count(), sa.func.min(outbox.c.created_at))).one()
+    return int(row[0]), (now - int(row[1])) if row[1] is not None else 0
 
 
 def scrub_message_events(conn: Connection, message_id: str, payload: bytes) -> None:

@@ -76,6 +76,29 @@ events = sa.Table(
     sa.Index("ix_events_message", "message_id"),
 )
 
+# Events whose publish to a cross-node bus is not yet confirmed (scale-out only). The
+# row is written with the event; the publishing node deletes it once the bus has the
+# event, and the worker's relay publishes what is left after a short delay.
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("channel_id", ID, primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    # A relay's claim: others skip the row until then (a killed relay's claim expires).
+    sa.Column("claimed_until", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Index("ix_outbox_created", "created_at"),
+)
+
+# Values every node must share, generated once by whichever node starts first
+# (the JWT signing key when RTC_AUTH__SECRET is not set).
+shared_secrets = sa.Table(
+    "shared_secrets",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
 messages = sa.Table(
     "messages",
     metadata,

@@ -1,0 +1,1 @@
+"""Background work: the outbox relay and housekeeping (DESIGN.md, "Process roles")."""

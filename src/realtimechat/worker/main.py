@@ -1,0 +1,92 @@
+"""`realtimechat worker`, and the same work run inside a node.
+
+Several workers may run: the relay's claims keep them from publishing the same
+rows at once, and housekeeping deletes are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from realtimechat.bus.base import Bus
+from realtimechat.ids import now_ms
+from realtimechat.services.outbox import OutboxRelay, Publish
+from realtimechat.settings import Settings
+from realtimechat.storage import tokens
+from realtimechat.storage.database import Database
+from realtimechat.storage.migrate import upgrade
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_S = 600.0
+
+
+class Worker:
+    """Runs the outbox relay (when there is a bus to relay to) and housekeeping."""
+
+    def __init__(self, *, db: Database, publish: Publish | None) -> None:
+        self._db = db
+        self.relay = None if publish is None else OutboxRelay(db=db, publish=publish)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        if self.relay is not None:
+            self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            try:
+                removed = await self._db.write(lambda c: tokens.delete_expired(c, now_ms()))
+                if removed:
+                    log.info("housekeeping: deleted %d expired refresh tokens", removed)
+            except Exception as exc:
+                log.warning("housekeeping failed, trying again later: %r", exc)
+            await asyncio.sleep(HOUSEKEEPING_S)
+
+
+def relay_publish(bus: Bus) -> Publish | None:
+    """The bus's confirmed publish, if it is one that can lose events (else no relay)."""
+    return bus.publish_confirmed if bus.needs_outbox else None
+
+
+async def _main(settings: Settings) -> None:
+    from realtimechat.bootstrap import build_bus
+
+    db = Database(settings)
+    bus = build_bus(settings)
+    db.start()
+    await bus.start()
+    worker = Worker(db=db, publish=relay_publish(bus))
+    worker.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(
+        f"RealTimeChat worker is running (outbox relay: {'on' if worker.relay else 'off'})",
+        flush=True,
+    )
+    await stop.wait()
+    log.info("worker stopping")
+    await worker.stop()
+    with contextlib.suppress(Exception):
+        await bus.close()
+    await db.close()
+
+
+def run(settings: Settings) -> None:
+    """Migrate, then run the worker until SIGTERM/SIGINT."""
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr)
+    upgrade(settings)
+    asyncio.run(_main(settings))

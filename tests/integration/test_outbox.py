@@ -1,0 +1,155 @@
+"""The outbox relay on real PostgreSQL and Redis: what the fast path lost is published once.
+
+Events are written as a node writes them (with their outbox rows) but never
+published, as when the node dies between commit and publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Connection
+
+from realtimechat.bus.redis_streams import RedisStreamsBus
+from realtimechat.domain.models import Channel, Event, User
+from realtimechat.ids import now_ms
+from realtimechat.services.events import append_event
+from realtimechat.services.outbox import OutboxRelay
+from realtimechat.settings import RedisSettings, Settings
+from realtimechat.storage import repositories as repo
+from realtimechat.storage.database import Database
+from realtimechat.storage.migrate import upgrade
+from tests.postgres import postgres_server
+from tests.redis_server import RedisServer, redis_server
+
+FAST = RedisSettings(timeout_s=0.5, block_ms=100, retry_s=0.05)
+_channels = itertools.count()
+
+
+@pytest.fixture(scope="module")
+async def pg_db(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
+    async with postgres_server() as pg:
+        tmp: Path = tmp_path_factory.mktemp("outbox")
+        settings = Settings(data_dir=tmp, database_url=pg.url)
+        await asyncio.to_thread(upgrade, settings)
+        db = Database(settings, outbox=True)
+        db.start()
+        await db.write(lambda c: repo.insert_user(c, User("u1", "u1@example.com", "U", 0), "h"))
+        try:
+            yield db
+        finally:
+            await db.close()
+
+
+@pytest.fixture(scope="module")
+async def redis() -> AsyncIterator[RedisServer]:
+    async with redis_server() as server:
+        yield server
+
+
+class Listener:
+    """Another node: collects what reaches it over the bus."""
+
+    def __init__(self, url: str) -> None:
+        self.bus = RedisStreamsBus(url, FAST, node_id="listener")
+        self.got: list[tuple[str, int]] = []
+        self.changed = asyncio.Event()
+        self.bus.subscribe(self._on_event, lambda _s: None)
+
+    def _on_event(self, ev: Event) -> None:
+        self.got.append((ev.channel_id, ev.seq))
+        self.changed.set()
+
+    async def wait_for(self, n: int, channel_id: str) -> list[int]:
+        async with asyncio.timeout(10):
+            while len(seqs := [s for c, s in self.got if c == channel_id]) < n:
+                self.changed.clear()
+                await self.changed.wait()
+        return seqs
+
+
+async def unpublished_events(db: Database, n: int) -> str:
+    """A new channel with n events written with their outbox rows, published nowhere."""
+    channel_id = f"c{next(_channels)}"
+
+    def setup(conn: Connection) -> None:
+        repo.insert_channel(conn, Channel(channel_id, None, "public", "x", 0, "e", "u1", 0))
+
+    await db.write(setup)
+    await asyncio.gather(
+        *(db.write(lambda c: append_event(c, channel_id, "message.created", {})) for _ in range(n))
+    )
+    return channel_id
+
+
+async def waiting(db: Database) -> int:
+    return (await db.read(lambda c: repo.outbox_lag(c, now_ms())))[0]
+
+
+async def test_the_relay_publishes_what_no_node_did_in_order_and_clears_the_outbox(
+    pg_db: Database, redis: RedisServer
+) -> None:
+    listener, publisher = Listener(redis.url), RedisStreamsBus(redis.url, FAST)
+    await listener.bus.start()
+    await publisher.start()
+    channel_id = await unpublished_events(pg_db, 30)
+    relay = OutboxRelay(db=pg_db, publish=publisher.publish_confirmed, delay_ms=0)
+    assert await relay.run_once() == 30
+    assert await listener.wait_for(30, channel_id) == list(range(1, 31))
+    assert await waiting(pg_db) == 0
+    assert await relay.run_once() == 0
+    await listener.bus.close()
+    await publisher.close()
+
+
+async def test_two_relays_share_the_rows_and_publish_each_event_once(
+    pg_db: Database, redis: RedisServer
+) -> None:
+    listener, publisher = Listener(redis.url), RedisStreamsBus(redis.url, FAST)
+    await listener.bus.start()
+    await publisher.start()
+    channel_id = await unpublished_events(pg_db, 300)
+    relays = [
+        OutboxRelay(db=pg_db, publish=publisher.publish_confirmed, delay_ms=0, batch=40)
+        for _ in range(2)
+    ]
+
+    async def drain(relay: OutboxRelay) -> None:
+        while await relay.run_once():
+            pass
+
+    await asyncio.gather(*(drain(r) for r in relays))
+    assert sum(r.relayed for r in relays) == 300
+    assert all(r.relayed > 0 for r in relays)
+    assert sorted(await listener.wait_for(300, channel_id)) == list(range(1, 301))
+    await listener.bus.close()
+    await publisher.close()
+
+
+async def test_a_relay_that_dies_after_claiming_leaves_the_rows_to_another_once_the_claim_lapses(
+    pg_db: Database, redis: RedisServer
+) -> None:
+    listener, publisher = Listener(redis.url), RedisStreamsBus(redis.url, FAST)
+    await listener.bus.start()
+    await publisher.start()
+    channel_id = await unpublished_events(pg_db, 10)
+
+    async def dies(events: object) -> None:
+        raise ConnectionError("killed between claim and publish")
+
+    doomed = OutboxRelay(db=pg_db, publish=dies, delay_ms=0, claim_ms=300)
+    with pytest.raises(ConnectionError):
+        await doomed.run_once()
+    survivor = OutboxRelay(db=pg_db, publish=publisher.publish_confirmed, delay_ms=0)
+    assert await survivor.run_once() == 0  # claimed by the dead relay for now
+    async with asyncio.timeout(10):
+        while await survivor.run_once() == 0:  # noqa: ASYNC110 -- a claim lapses by the clock
+            await asyncio.sleep(0.05)
+    assert await listener.wait_for(10, channel_id) == list(range(1, 11))
+    assert await waiting(pg_db) == 0
+    await listener.bus.close()
+    await publisher.close()
