@@ -17,6 +17,7 @@ class DatabaseSettings(BaseModel):
     read_threads: int = 2
     max_batch: int = 256  # group commit: jobs sharing one SQLite transaction
     max_queue: int = 10_000  # jobs waiting for the writer before we shed load
+    max_read_queue: int = 1_000  # reads waiting for a reader thread before we shed load
     health_timeout_s: float = 1.0
 
 

@@ -228,6 +228,11 @@ async def test_livez_and_readyz(anon: httpx.AsyncClient) -> None:
     body = ready.json()
     assert body["status"] == "ok"
     assert body["checks"]["database"]["status"] == "ok"
+    pool = body["checks"]["database"]["pool"]
+    assert pool["readers"] >= 1
+    assert 0 <= pool["readers_busy"] <= pool["readers"]
+    assert body["checks"]["bus"]["status"] == "ok"
+    assert body["checks"]["rate_limits"]["status"] == "ok"
 
 
 async def test_openapi_lists_the_v1_api(anon: httpx.AsyncClient) -> None:

@@ -351,3 +351,40 @@ def test_upgrade_records_its_revision_so_a_restart_can_run_it_again(tmp_path: Pa
     finally:
         engine.dispose()
     assert len(versions) == 1
+
+
+async def test_reads_beyond_the_pool_wait_and_beyond_max_read_queue_are_shed(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path, read_threads=1, max_read_queue=1)
+    upgrade(settings)
+    db = Database(settings)
+    db.start()
+    try:
+        started, release = threading.Event(), threading.Event()
+
+        def blocking(conn: Connection) -> str:
+            started.set()
+            release.wait(WAIT_S)
+            return "held"
+
+        held = asyncio.ensure_future(db.read(blocking))
+        assert await asyncio.to_thread(started.wait, WAIT_S)
+        waiting = asyncio.ensure_future(db.read(lambda c: "queued"))
+        await asyncio.sleep(0)  # the new task's first step submits it to the executor
+        assert db.pool_status() | {"write_queue": 0} == {
+            "readers": 1,
+            "readers_busy": 1,
+            "reads_waiting": 1,
+            "write_queue": 0,
+            "write_queue_max": settings.db.max_queue,
+        }
+        with pytest.raises(Overloaded) as shed:
+            await db.read(lambda c: "shed")
+        assert shed.value.retry_after_s == settings.limits.retry_after_s
+        release.set()
+        assert await held == "held"
+        assert await waiting == "queued"
+        assert db.pool_status()["readers_busy"] == 0
+    finally:
+        await db.close()

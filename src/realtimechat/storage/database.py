@@ -134,6 +134,8 @@ class Database:
         )
         self.commits = 0
         self.jobs_committed = 0
+        self._reads_lock = threading.Lock()
+        self._reads_running = 0
 
     def setup(self, work: Work[T]) -> T:
         """Run `work` in a transaction now, blocking: for start-up, before `start()`."""
@@ -161,6 +163,16 @@ class Database:
         """Write jobs waiting for the writer thread."""
         return self._jobs.qsize()
 
+    def pool_status(self) -> dict[str, int]:
+        """How busy the connections are: for /readyz and metrics (M-3)."""
+        return {
+            "readers": self._settings.db.read_threads,
+            "readers_busy": self._reads_running,
+            "reads_waiting": self._reads_waiting(),
+            "write_queue": self._jobs.qsize(),
+            "write_queue_max": self._settings.db.max_queue,
+        }
+
     async def write(self, work: Work[T], on_commit: Callable[[T], None] | None = None) -> T:
         """Run `work` in a write transaction; answer after its commit.
 
@@ -184,6 +196,8 @@ class Database:
 
     async def read(self, work: Work[T]) -> T:
         """Run `work` in a read transaction on a reader thread."""
+        if self._reads_waiting() >= self._settings.db.max_read_queue:
+            raise Overloaded(self._settings.limits.retry_after_s, "database read queue is full")
         loop = asyncio.get_running_loop()
         try:
             return await asyncio.wait_for(
@@ -195,13 +209,24 @@ class Database:
                 self._settings.limits.retry_after_s, "database read timed out"
             ) from None
 
+    def _reads_waiting(self) -> int:
+        # The executor's own queue: reads submitted and not yet on a reader thread
+        # (including timed-out ones it has yet to skip).
+        return self._readers._work_queue.qsize()
+
     async def ping(self) -> None:
         """A trivial read: the database answers."""
         await self.read(lambda c: c.exec_driver_sql("SELECT 1").scalar())
 
     def _run_read(self, work: Work[T]) -> T:
-        with self._read_engine.connect() as conn, conn.begin():
-            return work(conn)
+        with self._reads_lock:
+            self._reads_running += 1
+        try:
+            with self._read_engine.connect() as conn, conn.begin():
+                return work(conn)
+        finally:
+            with self._reads_lock:
+                self._reads_running -= 1
 
     def _write_loop(self) -> None:
         conn: Connection | None = None

@@ -31,7 +31,7 @@ async def readyz(request: Request) -> Response:
         checks["database"] = {
             "status": "ok",
             "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-            "write_queue": deps.db.queue_depth,
+            "pool": deps.db.pool_status(),
         }
     except Exception as exc:
         checks["database"] = {"status": "fail", "detail": exc.__class__.__name__}
