@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA_DIR ?= ./data
 
-.PHONY: run test lint typecheck bootstrap migrate
+.PHONY: run run-cluster test lint typecheck bootstrap migrate
 
 bootstrap:
 	@command -v $(UV) >/dev/null 2>&1 || { python3 -m venv .tools && .tools/bin/pip install --quiet uv; }
@@ -18,9 +18,13 @@ migrate: bootstrap
 run: migrate
 	@$(UV) run --locked realtimechat serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
+# Two API nodes and a worker on a local PostgreSQL and Redis, all in $(DATA_DIR)/cluster.
+run-cluster: bootstrap
+	@DATA_DIR=$(DATA_DIR) $(UV) run --locked python scripts/run_cluster.py
+
 lint: bootstrap
-	$(UV) run --locked ruff check src tests
-	$(UV) run --locked ruff format --check src tests
+	$(UV) run --locked ruff check src tests scripts
+	$(UV) run --locked ruff format --check src tests scripts
 
 typecheck: bootstrap
 	$(UV) run --locked mypy

@@ -50,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         help="measure throughput, latency, loss and duplicates (JSON on stdout)",
         description="Starts its own server on the embedded default unless given --url.",
     )
-    bench.add_argument("--url", help="benchmark a running server instead of starting one")
+    bench.add_argument(
+        "--url",
+        help="benchmark running nodes instead of starting one (comma-separated: senders and "
+        "listeners alternate between them)",
+    )
     bench.add_argument("--shape", default="B", choices=["A", "B", "C", "conns"],
                        help="A: L=1 C=1 N=2000; B: L=10 C=8 N=2000; C: L=100 C=8 N=500; "
                             "conns: idle WebSockets (RSS per connection)")  # fmt: skip

@@ -124,13 +124,19 @@ async def _fanout(url: str, cfg: BenchConfig, server: BenchServer | None) -> dic
     n_senders = cfg.senders if cfg.senders is not None else default[1]
     n_messages = cfg.messages if cfg.messages is not None else default[2]
 
-    owner = await _user(url, "owner")
+    # Several nodes (comma-separated): senders and listeners alternate between them, a
+    # listener starting on another node than the sender of the same index, so that
+    # even shape A measures delivery across nodes.
+    urls = url.split(",")
+    owner = await _user(urls[0], "owner")
     team = await owner.create_team("bench")
     channel = (await owner.create_channel(team["id"], "bench", private=False))["id"]
     listeners: list[ChatClient] = await _gather_limited(
-        n_listeners, lambda i: _user(url, f"listener{i}")
+        n_listeners, lambda i: _user(urls[(i + 1) % len(urls)], f"listener{i}")
     )
-    senders: list[ChatClient] = await _gather_limited(n_senders, lambda i: _user(url, f"sender{i}"))
+    senders: list[ChatClient] = await _gather_limited(
+        n_senders, lambda i: _user(urls[i % len(urls)], f"sender{i}")
+    )
     for client in [*listeners, *senders]:
         me = await client.me()
         await owner.add_team_member(team["id"], user_id=me["id"])
@@ -296,7 +302,7 @@ async def _idle_connections(
     url: str, cfg: BenchConfig, server: BenchServer | None
 ) -> dict[str, Any]:
     """Open up to `connections` idle, authenticated WebSockets; RSS per connection."""
-    owner = await _user(url, "owner")
+    owner = await _user(url.split(",")[0], "owner")  # one node: RSS is per process
     team = await owner.create_team("bench")
     await owner.create_channel(team["id"], "idle", private=False)
     token = owner.access_token
