@@ -58,6 +58,12 @@ async def test_two_limiters_on_one_redis_share_a_budget() -> None:
                 assert exceeded.value.retry_after_s >= 1
             # Other keys keep their own budget.
             assert (await b.hit("user:other", 6)).remaining == 5
+            # Local hits (per-frame limits) are counted on each node alone.
+            for limiter in (a, b):
+                for _ in range(2):
+                    await limiter.hit("ws:frames", 2, local=True)
+                with pytest.raises(RateLimitExceeded):
+                    await limiter.hit("ws:frames", 2, local=True)
             assert a.health() == b.health() == ("ok", None)
             assert a.fallbacks == b.fallbacks == 0
         finally:

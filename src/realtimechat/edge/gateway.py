@@ -183,8 +183,9 @@ class Gateway:
                 conn.send_frame(_error("malformed_frame", "frames are JSON objects with a type"))
                 continue
             try:
-                # Per user, so more sockets do not buy a bigger budget.
-                await limiter.hit(f"ws:{conn.user_id}", per_minute)
+                # Per user, so more sockets do not buy a bigger budget; per node, so a
+                # frame costs no Redis round trip (a user on n nodes gets n budgets).
+                await limiter.hit(f"ws:{conn.user_id}", per_minute, local=True)
             except RateLimited as exc:
                 conn.send_frame(
                     _error(exc.code, exc.detail, frame, retry_after_ms=exc.retry_after_s * 1000)

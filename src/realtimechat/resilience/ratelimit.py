@@ -101,12 +101,17 @@ class RateLimiter:
         self._down: str | None = None
         self._probing = False
 
-    async def hit(self, key: str, per_minute: int) -> Budget:
-        """Spend one request of `key`'s budget; RateLimitExceeded when none is left."""
+    async def hit(self, key: str, per_minute: int, *, local: bool = False) -> Budget:
+        """Spend one request of `key`'s budget; RateLimitExceeded when none is left.
+
+        `local`: count on this node only, never through Redis (for per-frame limits,
+        where two Redis round trips per WebSocket frame would cost more than they
+        protect: a user's budget is then one per node).
+        """
         item = self._items.get(per_minute)
         if item is None:
             item = self._items[per_minute] = RateLimitItemPerMinute(per_minute)
-        shared = self._shared
+        shared = None if local else self._shared
         spent: tuple[bool, Budget] | None = None
         if shared is not None:
             probe = self._down is not None
