@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA_DIR ?= ./data
 
-.PHONY: run run-cluster test lint typecheck bootstrap migrate
+.PHONY: run run-cluster test lint typecheck bootstrap migrate chaos
 
 bootstrap:
 	@command -v $(UV) >/dev/null 2>&1 || { python3 -m venv .tools && .tools/bin/pip install --quiet uv; }
@@ -31,3 +31,10 @@ typecheck: bootstrap
 
 test: lint typecheck
 	$(UV) run --locked pytest
+
+# The chaos suite at full size (CI runs it smaller inside `make test`): two nodes, a worker,
+# PostgreSQL and Redis broken in turn under load; prints the table, writes test-artifacts/chaos.json.
+CHAOS_CLIENTS ?= 8
+CHAOS_MESSAGES ?= 1000
+chaos: bootstrap
+	CHAOS_CLIENTS=$(CHAOS_CLIENTS) CHAOS_MESSAGES=$(CHAOS_MESSAGES) $(UV) run --locked pytest tests/chaos -s -q

@@ -56,6 +56,9 @@ class WebSocketSettings(BaseModel):
     replay_limit: int = 1000
     max_inflight_sends: int = 64
     reconnect_after_ms: int = 1000
+    # How long a close waits for the client's closing handshake (a drain waits this long
+    # at most for a client that stopped reading).
+    close_timeout_s: float = 5.0
 
 
 class RedisSettings(BaseModel):

@@ -141,7 +141,7 @@ async def test_a_relay_that_dies_after_claiming_leaves_the_rows_to_another_once_
     async def dies(events: object) -> None:
         raise ConnectionError("killed between claim and publish")
 
-    doomed = OutboxRelay(db=pg_db, publish=dies, delay_ms=0, claim_ms=300)
+    doomed = OutboxRelay(db=pg_db, publish=dies, delay_ms=0, claim_ms=2000)
     with pytest.raises(ConnectionError):
         await doomed.run_once()
     survivor = OutboxRelay(db=pg_db, publish=publisher.publish_confirmed, delay_ms=0)

@@ -313,7 +313,10 @@ async def test_a_send_retried_after_a_restart_answers_the_first_message(tmp_path
 
 # ---- 3. graceful drain on SIGTERM (M-1) -----------------------------------------
 async def test_sigterm_sends_going_away_then_1012_and_exits_0(tmp_path: Path) -> None:
-    async with running_server(tmp_path, RTC_DRAIN_S="15") as srv:
+    # The stalled client holds the drain for up to the close timeout: long enough for
+    # the checks below on a loaded machine.
+    env = {"RTC_DRAIN_S": "30", "RTC_WS__CLOSE_TIMEOUT_S": "30"}
+    async with running_server(tmp_path, **env) as srv:
         alice = await new_user(srv, "alice")
         clients: list[WsClient] = []
         try:

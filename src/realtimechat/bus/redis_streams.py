@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 READ_COUNT = 500  # entries per XREAD
 BATCH_MAX = 500  # entries per XADD pipeline
-RETRY_CAP_S = 5.0
+RETRY_CAP_S = 2.0  # an outage is noticed as over within this after Redis is back
 
 Fields = dict[FieldT, EncodableT]
 Entry = tuple[Fields, Event | None]  # the event, to confirm once XADDed; None for a signal

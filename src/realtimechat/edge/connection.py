@@ -85,6 +85,7 @@ class Connection:
         queue_size: int,
         replay_limit: int,
         fetch: FetchEvents,
+        close_timeout_s: float = 5.0,
     ) -> None:
         self.ws = ws
         self.user_id = user_id
@@ -95,6 +96,7 @@ class Connection:
         self._queue: asyncio.Queue[Item] = asyncio.Queue(queue_size)
         self._replay_limit = replay_limit
         self._fetch = fetch
+        self._close_timeout_s = close_timeout_s
         self._sender: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self.closing = False
@@ -157,7 +159,7 @@ class Connection:
     async def _close(self, code: int, reason: str) -> None:
         self.close_code = code
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ws.close(code, reason), timeout=5)
+            await asyncio.wait_for(self.ws.close(code, reason), timeout=self._close_timeout_s)
 
     async def _send_loop(self, first: str | None = None) -> None:
         try:

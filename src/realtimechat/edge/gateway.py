@@ -82,6 +82,7 @@ class Gateway:
             queue_size=self._ws.send_queue,
             replay_limit=self._ws.replay_limit,
             fetch=self._deps.messages.replay,
+            close_timeout_s=self._ws.close_timeout_s,
         )
         self._hub.register(conn)
         sends: set[asyncio.Task[None]] = set()

@@ -208,6 +208,13 @@ class Database:
             raise Unavailable(
                 self._settings.limits.retry_after_s, "database read timed out"
             ) from None
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            # The database is down, restarting or dropped the connection: a 503 the client
+            # retries, as for a failed write, not a 500 (found by tests/chaos).
+            raise Unavailable(
+                self._settings.limits.retry_after_s,
+                f"database read failed: {exc.__class__.__name__}",
+            ) from exc
 
     def _reads_waiting(self) -> int:
         # The executor's own queue: reads submitted and not yet on a reader thread
@@ -252,7 +259,11 @@ class Database:
                     conn.info[OUTBOX] = self._outbox
                 self._run_batch(conn, batch)
             except Exception as exc:  # the connection itself failed: fail the whole batch
-                log.exception("database write batch failed")
+                if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+                    # The server is down or restarting: one line per batch, no traceback.
+                    log.warning("database write batch failed: %s", exc.__class__.__name__)
+                else:
+                    log.exception("database write batch failed")
                 err = Unavailable(detail=f"database write failed: {exc.__class__.__name__}")
                 self._answer(batch, [(j.future, None, err, None) for j in batch])
                 if conn is not None:
