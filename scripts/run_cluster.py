@@ -126,6 +126,9 @@ def main() -> None:
     except KeyboardInterrupt:
         print("\nstopping the cluster", flush=True)
     finally:
+        # A second Ctrl-C or SIGTERM (uv forwards the one it gets) must not cut this short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for _, p in reversed(procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)  # the nodes drain: going_away, then close

@@ -50,12 +50,15 @@ def signing_secret(settings: Settings, db: Database) -> str:
     return candidate
 
 
-def build_bus(settings: Settings) -> Bus:
-    """Redis Streams when RTC_REDIS_URL is set, else the in-process bus."""
+def build_bus(settings: Settings, *, read: bool = True) -> Bus:
+    """Redis Streams when RTC_REDIS_URL is set, else the in-process bus.
+
+    `read=False`: for a process that only publishes (the worker).
+    """
     if settings.redis_url:
         from realtimechat.bus.redis_streams import RedisStreamsBus
 
-        return RedisStreamsBus(settings.redis_url, settings.redis)
+        return RedisStreamsBus(settings.redis_url, settings.redis, read=read)
     return MemoryBus()
 
 

@@ -79,7 +79,11 @@ class RedisStreamsBus:
 
     needs_outbox = True
 
-    def __init__(self, url: str, settings: RedisSettings, *, node_id: str | None = None) -> None:
+    def __init__(
+        self, url: str, settings: RedisSettings, *, node_id: str | None = None, read: bool = True
+    ) -> None:
+        """`read=False`: publish only (the worker's relay), never read the stream."""
+        self._read = read
         self.node_id = node_id or secrets.token_hex(6)
         self._node = self.node_id.encode()
         self._url = url
@@ -161,9 +165,14 @@ class RedisStreamsBus:
         except Exception as exc:
             self._fail("read", exc)
         self._tasks = [
-            asyncio.create_task(self._read_loop(client, reader), name=f"bus-read-{self.node_id}"),
-            asyncio.create_task(self._publish_loop(client), name=f"bus-publish-{self.node_id}"),
+            asyncio.create_task(self._publish_loop(client), name=f"bus-publish-{self.node_id}")
         ]
+        if self._read:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._read_loop(client, reader), name=f"bus-read-{self.node_id}"
+                )
+            )
 
     async def close(self) -> None:
         """Stop the tasks and close the clients; queued entries are abandoned. Idempotent."""

@@ -93,14 +93,16 @@ class MessageService:
         fingerprint = request_hash(channel_id, body, attachments)
 
         def work(conn: Connection) -> tuple[Message, Event | None]:
-            found = repo.message_by_client_id(conn, user_id, client_msg_id)
-            if found is not None:
-                msg, stored = found
-                if stored != fingerprint:
-                    raise IdempotencyMismatch()
-                return msg, None
-            member_channel(conn, channel_id, user_id)
-            seq = repo.next_seq(conn, channel_id)
+            seq = repo.next_seq_for_new_send(conn, channel_id, user_id, client_msg_id)
+            if seq is None:  # a retry, or not a member: find out which (rare, so slower)
+                found = repo.message_by_client_id(conn, user_id, client_msg_id)
+                if found is not None:
+                    msg, stored = found
+                    if stored != fingerprint:
+                        raise IdempotencyMismatch()
+                    return msg, None
+                member_channel(conn, channel_id, user_id)
+                seq = repo.next_seq(conn, channel_id)
             at = now_ms()
             msg = Message(
                 new_id(),
@@ -115,9 +117,8 @@ class MessageService:
                 None,
                 None,
             )
-            repo.insert_message(conn, msg, fingerprint)
             ev = Event(channel_id, seq, "message.created", orjson.dumps(msg.to_json()), at)
-            repo.insert_event(conn, ev, msg.id)
+            repo.insert_sent_message(conn, msg, fingerprint, ev)
             return msg, ev
 
         try:

@@ -5,8 +5,9 @@ It runs whole on a database thread, so a send costs one hop between the event
 loop and that thread instead of one per statement.
 
 On SQLite one writer thread runs the write jobs. Jobs that queue up while a
-commit is in progress share the next transaction (group commit), each inside
-its own SAVEPOINT so one job's failure rolls back that job alone. Every caller
+commit is in progress share the next transaction (group commit); should one
+fail, the batch runs again with a SAVEPOINT per job, so one job's failure rolls
+back that job alone (PostgreSQL would pay a round trip per SAVEPOINT). Every caller
 is answered only after the shared COMMIT returned, so no guarantee is weaker
 than one transaction per job. Reads run on a small pool of reader threads with
 their own connections (WAL lets them run beside the writer).
@@ -61,7 +62,7 @@ def _resolve(results: list[_Result]) -> None:
                 on_commit(value)
             except Exception:
                 log.exception("on_commit callback failed")
-        if fut.cancelled():
+        if fut.done():  # cancelled, or answered already (a job failed, then its batch)
             continue
         if exc is not None:
             fut.set_exception(exc)
@@ -279,6 +280,31 @@ class Database:
         if len(batch) == 1:
             self._run_alone(conn, batch[0])
             return
+        # Optimistic first: the jobs one after another with no SAVEPOINT round trips.
+        # Should one fail, that transaction is rolled back, the job answered with its
+        # error, and the others run again with a SAVEPOINT each (units of work are
+        # plain functions of the connection, so running one again is safe).
+        failed: tuple[int, Exception] | None = None
+        results: list[_Result] = []
+        with conn.begin() as tx:
+            for i, job in enumerate(batch):
+                try:
+                    value = job.work(conn)
+                except Exception as exc:
+                    failed = (i, exc)
+                    tx.rollback()
+                    break
+                results.append((job.future, value, None, job.on_commit))
+        if failed is None:
+            self.commits += 1
+            self.jobs_committed += len(batch)
+            self._answer(batch, results)
+            return
+        i, error = failed
+        self._answer([batch[i]], [(batch[i].future, None, error, None)])
+        self._run_with_savepoints(conn, batch[:i] + batch[i + 1 :])
+
+    def _run_with_savepoints(self, conn: Connection, batch: list[_Job]) -> None:
         results: list[_Result] = []
         with conn.begin():
             # A job whose caller has gone still runs: it may be a send that a retry will look for.

@@ -55,6 +55,24 @@ _NEXT_SEQ = Prepared(
     .values(last_seq=channels.c.last_seq + 1)
     .returning(channels.c.last_seq)
 )
+# The common send in one statement: the seq, if the sender is a member and has not
+# sent this client_msg_id yet (else None, and the caller finds out which).
+_NEXT_SEQ_FOR_NEW_SEND = Prepared(
+    channels.update()
+    .where(
+        channels.c.id == sa.bindparam("cid"),
+        sa.exists().where(
+            channel_members.c.channel_id == sa.bindparam("cid"),
+            channel_members.c.user_id == sa.bindparam("uid"),
+        ),
+        ~sa.exists().where(
+            messages.c.sender_id == sa.bindparam("uid"),
+            messages.c.client_msg_id == sa.bindparam("cmid"),
+        ),
+    )
+    .values(last_seq=channels.c.last_seq + 1)
+    .returning(channels.c.last_seq)
+)
 _MESSAGE_BY_CLIENT_ID = Prepared(
     sa.select(messages).where(
         messages.c.sender_id == sa.bindparam("sender_id"),
@@ -66,6 +84,20 @@ _INSERT_EVENT = Prepared(events.insert())
 _INSERT_OUTBOX = Prepared(outbox.insert())
 # Set in a connection's info by the database runner when events need an outbox row.
 OUTBOX = "rtc_outbox"
+# A sent message, its event and (if wanted) its outbox row in one round trip: on
+# PostgreSQL each statement is one, and they run while the channel's row is locked.
+_INSERT_SENT_PG = Prepared(
+    sa.text(
+        "WITH m AS (INSERT INTO messages (id, channel_id, seq, sender_id, client_msg_id,"
+        " request_hash, body, attachments, version, created_at)"
+        " VALUES (:id, :channel_id, :seq, :sender_id, :client_msg_id, :request_hash, :body,"
+        " :attachments, :version, :created_at)),"
+        " e AS (INSERT INTO events (channel_id, seq, type, message_id, payload, created_at)"
+        " VALUES (:channel_id, :seq, :type, :id, :payload, :created_at))"
+        " INSERT INTO outbox (channel_id, seq, created_at, claimed_until)"
+        " SELECT :channel_id, :seq, :created_at, 0 WHERE :outbox"
+    )
+)
 _EVENTS_AFTER = (
     sa.select(events.c.seq, events.c.type, events.c.payload, events.c.created_at)
     .where(events.c.channel_id == sa.bindparam("channel_id"), events.c.seq > sa.bindparam("after"))
@@ -211,6 +243,16 @@ def last_seqs(conn: Connection, channel_ids: list[str]) -> dict[str, int]:
         sa.select(channels.c.id, channels.c.last_seq).where(channels.c.id.in_(channel_ids))
     )
     return {row.id: int(row.last_seq) for row in rows}
+
+
+def next_seq_for_new_send(
+    conn: Connection, channel_id: str, user_id: str, client_msg_id: str
+) -> int | None:
+    """Allocate a seq for a first send by a member, in one round trip; else None."""
+    seq = _NEXT_SEQ_FOR_NEW_SEND.scalar(
+        conn, {"cid": channel_id, "uid": user_id, "cmid": client_msg_id}
+    )
+    return None if seq is None else int(seq)
 
 
 def channel_access(
@@ -397,6 +439,32 @@ def insert_message(conn: Connection, msg: Message, request_hash: str) -> None:
             "created_at": msg.created_at,
             "edited_at": None,
             "deleted_at": None,
+        },
+    )
+
+
+def insert_sent_message(conn: Connection, msg: Message, request_hash: str, ev: Event) -> None:
+    """A new message with its event (and outbox row): `insert_message` + `insert_event`."""
+    if conn.dialect.name != "postgresql":
+        insert_message(conn, msg, request_hash)
+        insert_event(conn, ev, msg.id)
+        return
+    _INSERT_SENT_PG.execute(
+        conn,
+        {
+            "id": msg.id,
+            "channel_id": msg.channel_id,
+            "seq": msg.seq,
+            "sender_id": msg.sender_id,
+            "client_msg_id": msg.client_msg_id,
+            "request_hash": request_hash,
+            "body": msg.body,
+            "attachments": orjson.dumps(msg.attachments).decode(),
+            "version": msg.version,
+            "created_at": msg.created_at,
+            "type": ev.type,
+            "payload": ev.data.decode(),
+            "outbox": bool(conn.info.get(OUTBOX)),
         },
     )
 

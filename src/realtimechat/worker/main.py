@@ -64,7 +64,7 @@ async def _main(settings: Settings) -> None:
     from realtimechat.bootstrap import build_bus
 
     db = Database(settings)
-    bus = build_bus(settings)
+    bus = build_bus(settings, read=False)
     db.start()
     await bus.start()
     worker = Worker(db=db, publish=relay_publish(bus))
