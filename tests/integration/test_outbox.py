@@ -72,6 +72,22 @@ class Listener:
         return seqs
 
 
+@pytest.fixture
+async def listener(redis: RedisServer) -> AsyncIterator[Listener]:
+    listener = Listener(redis.url)
+    await listener.bus.start()
+    yield listener
+    await listener.bus.close()
+
+
+@pytest.fixture
+async def publisher(redis: RedisServer) -> AsyncIterator[RedisStreamsBus]:
+    bus = RedisStreamsBus(redis.url, FAST, read=False)
+    await bus.start()
+    yield bus
+    await bus.close()
+
+
 async def unpublished_events(db: Database, n: int) -> str:
     """A new channel with n events written with their outbox rows, published nowhere."""
     channel_id = f"c{next(_channels)}"
@@ -91,27 +107,19 @@ async def waiting(db: Database) -> int:
 
 
 async def test_the_relay_publishes_what_no_node_did_in_order_and_clears_the_outbox(
-    pg_db: Database, redis: RedisServer
+    pg_db: Database, listener: Listener, publisher: RedisStreamsBus
 ) -> None:
-    listener, publisher = Listener(redis.url), RedisStreamsBus(redis.url, FAST)
-    await listener.bus.start()
-    await publisher.start()
     channel_id = await unpublished_events(pg_db, 30)
     relay = OutboxRelay(db=pg_db, publish=publisher.publish_confirmed, delay_ms=0)
     assert await relay.run_once() == 30
     assert await listener.wait_for(30, channel_id) == list(range(1, 31))
     assert await waiting(pg_db) == 0
     assert await relay.run_once() == 0
-    await listener.bus.close()
-    await publisher.close()
 
 
 async def test_two_relays_share_the_rows_and_publish_each_event_once(
-    pg_db: Database, redis: RedisServer
+    pg_db: Database, listener: Listener, publisher: RedisStreamsBus
 ) -> None:
-    listener, publisher = Listener(redis.url), RedisStreamsBus(redis.url, FAST)
-    await listener.bus.start()
-    await publisher.start()
     channel_id = await unpublished_events(pg_db, 300)
     relays = [
         OutboxRelay(db=pg_db, publish=publisher.publish_confirmed, delay_ms=0, batch=40)
@@ -126,16 +134,11 @@ async def test_two_relays_share_the_rows_and_publish_each_event_once(
     assert sum(r.relayed for r in relays) == 300
     assert all(r.relayed > 0 for r in relays)
     assert sorted(await listener.wait_for(300, channel_id)) == list(range(1, 301))
-    await listener.bus.close()
-    await publisher.close()
 
 
 async def test_a_relay_that_dies_after_claiming_leaves_the_rows_to_another_once_the_claim_lapses(
-    pg_db: Database, redis: RedisServer
+    pg_db: Database, listener: Listener, publisher: RedisStreamsBus
 ) -> None:
-    listener, publisher = Listener(redis.url), RedisStreamsBus(redis.url, FAST)
-    await listener.bus.start()
-    await publisher.start()
     channel_id = await unpublished_events(pg_db, 10)
 
     async def dies(events: object) -> None:
@@ -151,5 +154,3 @@ async def test_a_relay_that_dies_after_claiming_leaves_the_rows_to_another_once_
             await asyncio.sleep(0.05)
     assert await listener.wait_for(10, channel_id) == list(range(1, 11))
     assert await waiting(pg_db) == 0
-    await listener.bus.close()
-    await publisher.close()

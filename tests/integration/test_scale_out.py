@@ -78,14 +78,18 @@ async def bus_status(node: ServerProcess, api: Api) -> str:
     return status
 
 
-async def test_messages_sent_on_either_node_reach_listeners_on_both_in_order(
-    cluster: Cluster,
-) -> None:
+async def alice_on_a_bob_on_b(cluster: Cluster) -> tuple[Api, Api, str, int]:
+    """Two users of one channel, one per node; the channel and its next seq."""
     alice = await new_user(cluster.a, "alice")
     bob_b = await on(cluster.b, await new_user(cluster.a, "bob"))
     channel = await team_channel(alice, bob_b)
-    cid = channel["id"]
-    first = channel["last_seq"] + 2  # after bob's join
+    return alice, bob_b, channel["id"], channel["last_seq"] + 2  # after bob's join
+
+
+async def test_messages_sent_on_either_node_reach_listeners_on_both_in_order(
+    cluster: Cluster,
+) -> None:
+    alice, bob_b, cid, first = await alice_on_a_bob_on_b(cluster)
     ws_a = await WsClient.connect(cluster.a, token(alice))
     ws_b = await WsClient.connect(cluster.b, token(bob_b))
 
@@ -111,11 +115,7 @@ async def test_messages_sent_on_either_node_reach_listeners_on_both_in_order(
 async def test_with_redis_down_sends_persist_and_still_reach_the_other_node(
     cluster: Cluster,
 ) -> None:
-    alice = await new_user(cluster.a, "alice")
-    bob_b = await on(cluster.b, await new_user(cluster.a, "bob"))
-    channel = await team_channel(alice, bob_b)
-    cid = channel["id"]
-    first = channel["last_seq"] + 2
+    alice, bob_b, cid, first = await alice_on_a_bob_on_b(cluster)
     ws_b = await WsClient.connect(cluster.b, token(bob_b))
 
     cluster.redis.kill()

@@ -423,23 +423,24 @@ def message_by_client_id(
     return (message_from_row(row), row.request_hash) if row else None
 
 
+def _message_params(msg: Message, request_hash: str) -> dict[str, Any]:
+    return {
+        "id": msg.id,
+        "channel_id": msg.channel_id,
+        "seq": msg.seq,
+        "sender_id": msg.sender_id,
+        "client_msg_id": msg.client_msg_id,
+        "request_hash": request_hash,
+        "body": msg.body,
+        "attachments": orjson.dumps(msg.attachments).decode(),
+        "version": msg.version,
+        "created_at": msg.created_at,
+    }
+
+
 def insert_message(conn: Connection, msg: Message, request_hash: str) -> None:
     _INSERT_MESSAGE.execute(
-        conn,
-        {
-            "id": msg.id,
-            "channel_id": msg.channel_id,
-            "seq": msg.seq,
-            "sender_id": msg.sender_id,
-            "client_msg_id": msg.client_msg_id,
-            "request_hash": request_hash,
-            "body": msg.body,
-            "attachments": orjson.dumps(msg.attachments).decode(),
-            "version": msg.version,
-            "created_at": msg.created_at,
-            "edited_at": None,
-            "deleted_at": None,
-        },
+        conn, {**_message_params(msg, request_hash), "edited_at": None, "deleted_at": None}
     )
 
 
@@ -452,16 +453,7 @@ def insert_sent_message(conn: Connection, msg: Message, request_hash: str, ev: E
     _INSERT_SENT_PG.execute(
         conn,
         {
-            "id": msg.id,
-            "channel_id": msg.channel_id,
-            "seq": msg.seq,
-            "sender_id": msg.sender_id,
-            "client_msg_id": msg.client_msg_id,
-            "request_hash": request_hash,
-            "body": msg.body,
-            "attachments": orjson.dumps(msg.attachments).decode(),
-            "version": msg.version,
-            "created_at": msg.created_at,
+            **_message_params(msg, request_hash),
             "type": ev.type,
             "payload": ev.data.decode(),
             "outbox": bool(conn.info.get(OUTBOX)),
