@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
+
 from realtimechat.ids import iso
 
 ChannelKind = Literal["public", "private", "dm"]
@@ -160,6 +162,25 @@ class Event:
     created_at: int
     joined: tuple[str, ...] = field(default=())
     left: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def stored(cls, channel_id: str, seq: int, type_: str, data: bytes, created_at: int) -> Event:
+        """An event read back from the database, its membership changes derived again.
+
+        An event fanned out a second time (the outbox relay) must route exactly like
+        the first publish: a join starts a subscription, a removal ends one.
+        """
+        joined: tuple[str, ...] = ()
+        left: tuple[str, ...] = ()
+        if type_ in ("member.joined", "member.left", "channel.created"):
+            payload = orjson.loads(data)
+            if type_ == "channel.created":
+                joined = tuple(payload.get("member_ids", ()))
+            elif type_ == "member.joined":
+                joined = (payload["user_id"],)
+            else:
+                left = (payload["user_id"],)
+        return cls(channel_id, seq, type_, data, created_at, joined, left)
 
 
 @dataclass(frozen=True, slots=True)

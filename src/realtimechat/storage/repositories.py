@@ -538,7 +538,9 @@ def claim_outbox(
         .where(sa.tuple_(events.c.channel_id, events.c.seq).in_([tuple(r) for r in claimed]))
         .order_by(events.c.channel_id, events.c.seq)  # each channel in seq order
     )
-    return [Event(r.channel_id, r.seq, r.type, r.payload.encode(), r.created_at) for r in rows]
+    return [
+        Event.stored(r.channel_id, r.seq, r.type, r.payload.encode(), r.created_at) for r in rows
+    ]
 
 
 def delete_outbox(conn: Connection, keys: list[tuple[str, int]]) -> None:
