@@ -144,5 +144,26 @@ async def test_with_redis_down_sends_persist_and_still_reach_the_other_node(
         await api.aclose()
 
 
+async def test_with_redis_down_a_user_added_on_one_node_gets_the_channel_on_the_other(
+    cluster: Cluster,
+) -> None:
+    alice, bob_b, _, _ = await alice_on_a_bob_on_b(cluster)
+    team = (await alice.ok("GET", "/api/v1/teams", 200))["teams"][0]
+    ws_b = await WsClient.connect(cluster.b, token(bob_b))
+    cluster.redis.kill()
+    await eventually(lambda: _is(bus_status(cluster.b, bob_b), "degraded"))
+    channel = await alice.create_channel(team["id"], "later", private=True)
+    await alice.join(channel["id"], bob_b)  # on node A, while B hears nothing from Redis
+    await alice.send(channel["id"], "welcome")
+    frames = await ws_b.events(2, channel["id"])
+    assert [f["event"] for f in frames] == ["member.joined", "message.created"]
+    assert frames[1]["data"]["body"] == "welcome"
+    await asyncio.to_thread(cluster.redis.start)
+    await eventually(lambda: _is(bus_status(cluster.b, bob_b), "ok"))
+    await ws_b.close()
+    for api in (alice, bob_b):
+        await api.aclose()
+
+
 async def _is(status: Awaitable[str], expected: str) -> bool:
     return await status == expected

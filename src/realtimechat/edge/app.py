@@ -33,6 +33,7 @@ def create_app(deps: Deps) -> FastAPI:
             hub=hub,
             bus_health=deps.bus.health,
             last_seqs=deps.channels.last_seqs,
+            joins_since=deps.channels.joins_since,
             fast_s=redis.catchup_fast_s,
             slow_s=redis.catchup_slow_s,
         )

@@ -112,6 +112,18 @@ class Hub:
         """The channels some local connection follows."""
         return list(self._by_channel)
 
+    def users(self) -> list[str]:
+        """The users with a connection here."""
+        return list(self._by_user)
+
+    def missing_join(self, ev: Event) -> bool:
+        """A user this event adds has a connection here not yet following the channel."""
+        return any(
+            ev.channel_id not in conn.last_sent
+            for user_id in ev.joined
+            for conn in self._by_user.get(user_id, ())
+        )
+
     def catch_up(self, channel_id: str, last_seq: int) -> None:
         """The database is ahead of the bus: listeners fill up to it from the database."""
         if last_seq <= self.published_seq.get(channel_id, 0):

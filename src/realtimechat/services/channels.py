@@ -195,6 +195,10 @@ class ChannelService:
         """The last seq of each channel, for a node catching up on what its bus missed."""
         return await self._db.read(lambda c: repo.last_seqs(c, channel_ids))
 
+    async def joins_since(self, user_ids: list[str], since: int) -> list[Event]:
+        """Events that added these users to channels since `since` (ms), in seq order."""
+        return await self._db.read(lambda c: repo.joins_since(c, user_ids, since))
+
     async def member_channels(self, user_id: str, channel_ids: list[str]) -> dict[str, Channel]:
         """Those of `channel_ids` the user is a member of."""
 

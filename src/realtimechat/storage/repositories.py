@@ -255,6 +255,30 @@ def next_seq_for_new_send(
     return None if seq is None else int(seq)
 
 
+def joins_since(conn: Connection, user_ids: list[str], since: int) -> list[Event]:
+    """The events that added any of `user_ids` to a channel at or after `since` (ms)."""
+    members = conn.execute(
+        sa.select(channel_members.c.channel_id, channel_members.c.joined_at).where(
+            channel_members.c.user_id.in_(user_ids), channel_members.c.joined_at >= since
+        )
+    ).all()
+    wanted = set(user_ids)
+    found: dict[tuple[str, int], Event] = {}
+    for channel_id, joined_at in members:
+        rows = conn.execute(
+            sa.select(events.c.seq, events.c.type, events.c.payload, events.c.created_at).where(
+                events.c.channel_id == channel_id,
+                events.c.type.in_(("member.joined", "channel.created")),
+                events.c.created_at >= joined_at - 1000,  # written in the same transaction
+            )
+        )
+        for r in rows:
+            ev = Event.stored(channel_id, r.seq, r.type, r.payload.encode(), r.created_at)
+            if wanted.intersection(ev.joined):
+                found[(channel_id, ev.seq)] = ev
+    return [found[k] for k in sorted(found)]
+
+
 def channel_access(
     conn: Connection, channel_id: str, user_id: str
 ) -> tuple[Channel, Role | None, Role | None] | None:
