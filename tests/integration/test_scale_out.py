@@ -165,5 +165,22 @@ async def test_with_redis_down_a_user_added_on_one_node_gets_the_channel_on_the_
         await api.aclose()
 
 
+async def test_one_send_retried_on_both_nodes_at_once_is_stored_once(cluster: Cluster) -> None:
+    alice, bob_b, cid, _ = await alice_on_a_bob_on_b(cluster)
+    alice_b = await on(cluster.b, alice)
+    for i in range(20):
+        body = {"channel_id": cid, "client_msg_id": f"race-{i}", "body": f"once {i}"}
+        answers = await asyncio.gather(
+            alice.request("POST", "/api/v1/messages", json=body),
+            alice_b.request("POST", "/api/v1/messages", json=body),
+        )
+        assert sorted(a.status_code for a in answers) == [200, 201], [a.text for a in answers]
+        assert answers[0].json()["id"] == answers[1].json()["id"]
+    bodies = [e["data"]["body"] for e in await alice.events(cid) if e["event"] == "message.created"]
+    assert bodies == [f"once {i}" for i in range(20)]
+    for api in (alice, alice_b, bob_b):
+        await api.aclose()
+
+
 async def _is(status: Awaitable[str], expected: str) -> bool:
     return await status == expected

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import Compiled
@@ -39,7 +40,15 @@ class Prepared:
         order = getattr(compiled, "positiontup", None)
         args: Any = tuple(values[name] for name in order) if order else values
         cursor = conn.connection.cursor()
-        cursor.execute(compiled.string, args)
+        dbapi_error = conn.dialect.loaded_dbapi.Error
+        try:
+            cursor.execute(compiled.string, args)
+        except dbapi_error as exc:
+            # Raised as SQLAlchemy raises it (IntegrityError, OperationalError, …), so
+            # callers handle a duplicate key or a lost server the same on either path.
+            raise sa_exc.DBAPIError.instance(
+                compiled.string, args, exc, dbapi_error, dialect=conn.dialect
+            ) from exc
         return cursor
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> SimpleNamespace | None:
