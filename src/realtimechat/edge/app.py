@@ -27,7 +27,8 @@ def create_app(deps: Deps) -> FastAPI:
     gateway = Gateway(deps, hub)
     redis = deps.settings.redis
     # In one process nothing can come between a commit and its publish; across nodes
-    # the bus can lose what the database has.
+    # the bus can lose what the database has: an outbox, and a catch-up from it.
+    lossy = deps.bus.needs_outbox
     catch_up = (
         CatchUp(
             hub=hub,
@@ -37,10 +38,10 @@ def create_app(deps: Deps) -> FastAPI:
             fast_s=redis.catchup_fast_s,
             slow_s=redis.catchup_slow_s,
         )
-        if deps.settings.redis_url
+        if lossy
         else None
     )
-    acks = OutboxAcks(db=deps.db) if deps.bus.needs_outbox else None
+    acks = OutboxAcks(db=deps.db) if lossy else None
     worker = (
         Worker(db=deps.db, publish=relay_publish(deps.bus)) if deps.settings.run_worker else None
     )
