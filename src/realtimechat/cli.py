@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--via", default="ws", choices=["ws", "rest"], help="how senders send")
     bench.add_argument("--duration", type=float, help="send for this many seconds (a soak)")
     bench.add_argument("--window", type=int, default=1, help="sends in flight per sender (1)")
+    bench.add_argument(
+        "--channels", type=int, default=1,
+        help="channels (1); sender i sends to channel i %% channels, listeners follow all",
+    )  # fmt: skip
     bench.add_argument("--body-bytes", type=int, default=100, help="message size (100)")
     bench.add_argument("--connections", type=int, default=10_000, help="for --shape conns")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -89,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         config = BenchConfig(
             shape=args.shape, url=args.url, listeners=args.listeners, senders=args.senders,
             messages=args.messages, via=args.via, duration_s=args.duration,
-            window=args.window, body_bytes=args.body_bytes, connections=args.connections,
+            window=args.window, channels=args.channels, body_bytes=args.body_bytes,
+            connections=args.connections,
             progress=not args.no_progress,
         )  # fmt: skip
         report = asyncio.run(run_bench(config))

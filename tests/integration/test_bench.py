@@ -7,12 +7,16 @@ import pytest
 from realtimechat.bench.runner import BenchConfig, run
 
 
-@pytest.mark.parametrize("via", ["ws", "rest"])
-async def test_bench_smoke_loses_and_duplicates_nothing(via: str) -> None:
-    config = BenchConfig(shape="B", listeners=3, senders=3, messages=150, window=4, progress=False)
+@pytest.mark.parametrize(("via", "channels"), [("ws", 1), ("rest", 1), ("ws", 2)])
+async def test_bench_smoke_loses_and_duplicates_nothing(via: str, channels: int) -> None:
+    config = BenchConfig(
+        shape="B", listeners=3, senders=3, messages=150, window=4, channels=channels,
+        progress=False,
+    )  # fmt: skip
     config.via = "ws" if via == "ws" else "rest"
     report = await run(config)
     assert report["messages"] == 150
+    assert report["channels"] == channels
     assert report["via"] == via
     assert report["lost"] == 0
     assert report["duplicated"] == 0

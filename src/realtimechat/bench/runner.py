@@ -45,6 +45,7 @@ class BenchConfig:
     via: Via = "ws"
     duration_s: float | None = None
     window: int = 1  # sends in flight per sender
+    channels: int = 1  # sender i sends to channel i % channels
     body_bytes: int = 100
     connections: int = 10_000  # for --shape conns
     drain_timeout_s: float = 30.0
@@ -130,7 +131,11 @@ async def _fanout(url: str, cfg: BenchConfig, server: BenchServer | None) -> dic
     urls = url.split(",")
     owner = await _user(urls[0], "owner")
     team = await owner.create_team("bench")
-    channel = (await owner.create_channel(team["id"], "bench", private=False))["id"]
+    # Sender i sends to channel i % channels; every listener follows every channel.
+    channels = [
+        (await owner.create_channel(team["id"], f"bench-{k}", private=False))["id"]
+        for k in range(max(1, cfg.channels))
+    ]
     listeners: list[ChatClient] = await _gather_limited(
         n_listeners, lambda i: _user(urls[(i + 1) % len(urls)], f"listener{i}")
     )
@@ -140,13 +145,15 @@ async def _fanout(url: str, cfg: BenchConfig, server: BenchServer | None) -> dic
     for client in [*listeners, *senders]:
         me = await client.me()
         await owner.add_team_member(team["id"], user_id=me["id"])
-        await owner.add_channel_member(channel, me["id"])
+        for channel in channels:
+            await owner.add_channel_member(channel, me["id"])
 
     sent_at: dict[str, float] = {}
-    expected: set[str] = set()
+    expected: dict[str, set[str]] = {ch: set() for ch in channels}
     ack_latency: list[float] = []
     deliver_latency: list[float] = []
-    ledgers = [Ledger() for _ in listeners]
+    # One ledger per listener and channel: seqs are per channel.
+    ledgers = [{ch: Ledger() for ch in channels} for _ in listeners]
     sending_done = asyncio.Event()
     all_delivered = asyncio.Event()
     delivered = 0
@@ -159,17 +166,19 @@ async def _fanout(url: str, cfg: BenchConfig, server: BenchServer | None) -> dic
     await asyncio.wait_for(asyncio.gather(*(s.wait_connected() for s in sessions)), 60)
 
     def check_done() -> None:
-        if sending_done.is_set() and all(len(lg.client_ids) >= len(expected) for lg in ledgers):
+        if sending_done.is_set() and all(
+            len(lg.client_ids) >= len(expected[ch]) for by in ledgers for ch, lg in by.items()
+        ):
             all_delivered.set()
 
-    async def listen(live: LiveSession, ledger: Ledger) -> None:
+    async def listen(live: LiveSession, ledger: dict[str, Ledger]) -> None:
         nonlocal delivered
         async for ev in live.events():
-            if ev["event"] != "message.created" or ev["channel_id"] != channel:
+            if ev["event"] != "message.created" or ev["channel_id"] not in ledger:
                 continue
             now = time.perf_counter()
             cmid = ev["data"]["client_msg_id"]
-            ledger.record(ev["seq"], cmid)
+            ledger[ev["channel_id"]].record(ev["seq"], cmid)
             started = sent_at.get(cmid)
             if started is not None:
                 deliver_latency.append(now - started)
@@ -195,7 +204,8 @@ async def _fanout(url: str, cfg: BenchConfig, server: BenchServer | None) -> dic
     async def send_one(i: int, k: int) -> None:
         nonlocal sent
         cmid = f"b{i}-{k}-{uuid.uuid4().hex[:8]}"
-        expected.add(cmid)
+        channel = channels[i % len(channels)]
+        expected[channel].add(cmid)
         started = time.perf_counter()
         sent_at[cmid] = started
         if cfg.via == "ws":
@@ -261,24 +271,26 @@ async def _fanout(url: str, cfg: BenchConfig, server: BenchServer | None) -> dic
     for client in [owner, *listeners, *senders]:
         await client.aclose()
 
-    total_deliveries = sum(sum(lg.client_ids.values()) for lg in ledgers)
-    lost = [lg.lost(expected) for lg in ledgers]
-    duplicated = [lg.duplicated() for lg in ledgers]
+    total_deliveries = sum(sum(lg.client_ids.values()) for by in ledgers for lg in by.values())
+    lost = [sum(lg.lost(expected[ch]) for ch, lg in by.items()) for by in ledgers]
+    duplicated = [sum(lg.duplicated() for lg in by.values()) for by in ledgers]
+    n_sent = sum(len(ids) for ids in expected.values())
     report: dict[str, Any] = {
         "shape": cfg.shape,
         "listeners": n_listeners,
         "senders": n_senders,
-        "messages": len(expected),
+        "channels": len(channels),
+        "messages": n_sent,
         "via": cfg.via,
         "window": cfg.window,
         "body_bytes": cfg.body_bytes,
-        "send_msgs_per_s": round(len(expected) / (t_sent - t0), 1),
+        "send_msgs_per_s": round(n_sent / (t_sent - t0), 1),
         "deliveries_per_s": round(total_deliveries / (t_end - t0), 1),
         "send_ack_ms": percentiles(ack_latency),
         "send_to_deliver_ms": percentiles(deliver_latency),
         "lost": sum(lost),
         "duplicated": sum(duplicated),
-        "out_of_order": sum(lg.out_of_order for lg in ledgers),
+        "out_of_order": sum(lg.out_of_order for by in ledgers for lg in by.values()),
         "lost_per_listener": lost,
         "duplicated_per_listener": duplicated,
         "duration_s": round(t_end - t0, 3),
