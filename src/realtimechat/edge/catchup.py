@@ -67,13 +67,20 @@ class CatchUp:
                 await self._task
 
     async def _run(self) -> None:
+        failing = False
         while True:
             degraded = self._bus_health()[0] != "ok"
             await asyncio.sleep(self._fast_s if degraded else self._slow_s)
             try:
                 await self.check(degraded=self._bus_health()[0] != "ok")
             except Exception as exc:  # the database may be down too; try again next time
-                log.warning("catch-up check failed: %r", exc)
+                if not failing:  # once per outage, not four times a second
+                    log.warning("catch-up check failed, retrying: %r", exc)
+                failing = True
+            else:
+                if failing:
+                    log.info("catch-up checks work again")
+                failing = False
 
     async def check(self, *, degraded: bool) -> None:
         """One comparison of the database with what the bus brought."""

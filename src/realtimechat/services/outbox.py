@@ -119,11 +119,17 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Relay until cancelled; a full batch is followed at once by the next."""
+        failing = False
         while True:
             try:
                 full = await self.run_once() >= self._batch
             except Exception as exc:
-                log.warning("outbox relay failed, retrying: %r", exc)
-                full = False
+                if not failing:  # once per outage, not twice a second
+                    log.warning("outbox relay failed, retrying: %r", exc)
+                failing, full = True, False
+            else:
+                if failing:
+                    log.info("outbox relay works again")
+                failing = False
             if not full:
                 await asyncio.sleep(self._interval_s)
