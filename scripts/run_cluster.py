@@ -39,10 +39,17 @@ def start_postgres() -> str:
         if os.geteuid() == 0:
             shutil.chown(data, PG_USER, PG_USER)
         print(f"creating a PostgreSQL cluster in {data}", flush=True)
-        subprocess.run(
+        made = subprocess.run(
             as_postgres("initdb", "-D", str(data), "-U", PG_USER, "-A", "trust", "-E", "UTF8"),
-            check=True, stdout=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False,
         )  # fmt: skip
+        if made.returncode != 0:
+            shutil.rmtree(data, ignore_errors=True)
+            sys.exit(
+                f"initdb failed: {made.stderr.strip()}\n(as root, PostgreSQL runs as the "
+                f"'{PG_USER}' user, which must be able to reach {data}: set DATA_DIR to a "
+                "directory it can, e.g. DATA_DIR=/tmp/rtc)"
+            )
     subprocess.run(
         as_postgres(
             "pg_ctl", "-D", str(data), "-l", str(data / "server.log"), "-w", "-t", "60",
