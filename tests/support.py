@@ -23,14 +23,46 @@ FAST_HASH = {"RTC_AUTH__HASH_TIME_COST": "1", "RTC_AUTH__HASH_MEMORY_KIB": "1024
 
 
 @dataclass
-class ServerProcess:
-    """A `realtimechat serve` child process listening on a free port."""
+class ChildProcess:
+    """A `realtimechat …` child process whose output is kept."""
 
     data_dir: Path
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
-    url: str = ""
     output: list[str] = field(default_factory=list)
+
+    async def launch(self, args: list[str], ready: str) -> str:
+        """Start `realtimechat <args>`; wait for the line containing `ready` (no sleeping)."""
+        env = {**os.environ, **FAST_HASH, **self.env}
+        cmd = [sys.executable, "-m", "realtimechat", *args]
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert self.proc.stdout is not None
+        stdout = self.proc.stdout
+
+        def wait_for_ready() -> str:
+            for raw in iter(stdout.readline, b""):
+                line = raw.decode(errors="replace").rstrip()
+                self.output.append(line)
+                if ready in line:
+                    return line
+            raise RuntimeError(f"{args[0]} exited:\n" + "\n".join(self.output))
+
+        line = await asyncio.wait_for(asyncio.to_thread(wait_for_ready), 60)
+        # Keep draining the pipe so the child never blocks on a full stdout.
+        asyncio.get_running_loop().run_in_executor(None, self._drain_output)
+        return line
+
+    def _drain_output(self) -> None:
+        if self.proc is not None and self.proc.stdout is not None:
+            for raw in iter(self.proc.stdout.readline, b""):
+                self.output.append(raw.decode(errors="replace").rstrip())
+
+
+@dataclass
+class ServerProcess(ChildProcess):
+    """A `realtimechat serve` child process listening on a free port."""
+
+    url: str = ""
     port: int = 0
 
     @property
@@ -38,41 +70,14 @@ class ServerProcess:
         return self.url.replace("http://", "ws://") + "/api/v1/ws"
 
     async def start(self) -> None:
-        """Start and wait for the "running at" line (no sleeping)."""
-        env = {**os.environ, **FAST_HASH, **self.env}
-        cmd = [
-            sys.executable,
-            "-m",
-            "realtimechat",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(self.data_dir),
-        ]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        assert self.proc.stdout is not None
-        stdout = self.proc.stdout
-
-        def wait_for_url() -> str:
-            for raw in iter(stdout.readline, b""):
-                line = raw.decode(errors="replace").rstrip()
-                self.output.append(line)
-                if "RealTimeChat is running at " in line:
-                    return line.rsplit(" ", 1)[-1]
-            raise RuntimeError("server exited:\n" + "\n".join(self.output))
-
-        self.url = await asyncio.wait_for(asyncio.to_thread(wait_for_url), 60)
+        """Start and wait for the "running at" line."""
+        line = await self.launch(
+            ["serve", "--host", "127.0.0.1", "--port", str(self.port),
+             "--data-dir", str(self.data_dir)],
+            "RealTimeChat is running at ",
+        )  # fmt: skip
+        self.url = line.rsplit(" ", 1)[-1]
         self.port = int(self.url.rsplit(":", 1)[-1])
-        # Keep draining the pipe so the child never blocks on a full stdout.
-        asyncio.get_running_loop().run_in_executor(None, self._drain_output)
-
-    def _drain_output(self) -> None:
-        if self.proc is not None and self.proc.stdout is not None:
-            for raw in iter(self.proc.stdout.readline, b""):
-                self.output.append(raw.decode(errors="replace").rstrip())
 
     async def signal(self, sig: int) -> int:
         """Send a signal and wait for the process to exit; its exit code."""

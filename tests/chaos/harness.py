@@ -30,8 +30,6 @@ import contextlib
 import dataclasses
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -47,7 +45,7 @@ from realtimechat.client import ChatClient, ClientOptions, LiveSession, LiveStat
 from tests.chaos.balancer import Backend, Balancer
 from tests.postgres import PostgresServer
 from tests.redis_server import RedisServer
-from tests.support import FAST_HASH, ServerProcess, unique
+from tests.support import ChildProcess, ServerProcess, unique
 
 Event = dict[str, Any]
 
@@ -99,37 +97,14 @@ async def eventually(
 
 # ---- processes --------------------------------------------------------------------------
 @dataclass
-class WorkerProcess:
+class WorkerProcess(ChildProcess):
     """A `realtimechat worker` child process (the outbox relay and housekeeping)."""
 
-    data_dir: Path
-    env: dict[str, str]
-    proc: subprocess.Popen[bytes] | None = None
-    output: list[str] = field(default_factory=list)
-
     async def start(self) -> None:
-        """Start and wait for its "worker is running" line (no sleeping)."""
-        env = {**os.environ, **FAST_HASH, **self.env}
-        cmd = [sys.executable, "-m", "realtimechat", "worker", "--data-dir", str(self.data_dir)]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        assert self.proc.stdout is not None
-        stdout = self.proc.stdout
-
-        def wait_for_ready() -> None:
-            for raw in iter(stdout.readline, b""):
-                line = raw.decode(errors="replace").rstrip()
-                self.output.append(line)
-                if "RealTimeChat worker is running" in line:
-                    return
-            raise RuntimeError("worker exited:\n" + "\n".join(self.output))
-
-        await asyncio.wait_for(asyncio.to_thread(wait_for_ready), 60)
-        asyncio.get_running_loop().run_in_executor(None, self._drain_output)
-
-    def _drain_output(self) -> None:
-        if self.proc is not None and self.proc.stdout is not None:
-            for raw in iter(self.proc.stdout.readline, b""):
-                self.output.append(raw.decode(errors="replace").rstrip())
+        """Start and wait for its "worker is running" line."""
+        await self.launch(
+            ["worker", "--data-dir", str(self.data_dir)], "RealTimeChat worker is running"
+        )
 
     @property
     def running(self) -> bool:
