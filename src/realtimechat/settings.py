@@ -74,6 +74,9 @@ class RedisSettings(BaseModel):
     catchup_fast_s: float = 0.25
     catchup_slow_s: float = 2.0
     retry_s: float = 0.5  # first retry after a Redis error; doubles on each failure, capped
+    # How long a node holds an event that overtook an earlier one still on its way
+    # through Redis from another node, before its listeners fill the gap themselves.
+    reorder_ms: float = 100.0
 
 
 class Settings(BaseSettings):

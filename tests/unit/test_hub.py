@@ -148,3 +148,67 @@ def test_prune_forgets_only_quiet_channels_nobody_follows() -> None:
         hub.on_event(Event(channel_id, 1, "message.created", b"{}", 0))
     hub.prune(before=float("inf"))
     assert hub.published_seq == {"C": 1}
+
+
+class CountingStore(Store):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+        self.read = asyncio.Event()
+
+    async def fetch(self, channel_id: str, after: int, limit: int) -> list[Event]:
+        self.reads += 1
+        self.read.set()
+        return await super().fetch(channel_id, after, limit)
+
+
+def messages(*seqs: int) -> list[Event]:
+    return [event(s, "message.created", {"n": s}) for s in seqs]
+
+
+async def test_an_event_that_overtook_its_gap_waits_for_it_and_nobody_reads() -> None:
+    hub, store = Hub(10**9, reorder_ms=60_000), CountingStore()
+    sockets = [RecordingSocket() for _ in range(3)]
+    conns = [connect(hub, store, ws, user=f"U{i}") for i, ws in enumerate(sockets)]
+    for conn in conns:
+        hub.subscribe(conn, "C", 0)
+    one, two, three, four = messages(1, 2, 3, 4)
+    store.add(one, two, three, four)
+    hub.on_event(one)
+    hub.on_event(three)  # committed here while 2 is still on its way from another node
+    hub.on_event(four)
+    hub.on_event(two)
+    for conn, ws in zip(conns, sockets, strict=True):
+        await settle(conn, ws)
+        assert ws.seqs() == [1, 2, 3, 4]
+    assert store.reads == 0
+
+
+async def test_a_gap_that_never_arrives_is_filled_from_the_store_after_the_hold() -> None:
+    hub, store, ws = Hub(10**9, reorder_ms=20), CountingStore(), RecordingSocket()
+    conn = connect(hub, store, ws)
+    hub.subscribe(conn, "C", 0)
+    one, two, three = messages(1, 2, 3)
+    store.add(one, two, three)
+    hub.on_event(one)
+    hub.on_event(three)  # 2 was lost with the node that committed it
+    await settle(conn, ws)
+    assert ws.seqs() == [1]  # held, not yet given up on
+    await asyncio.wait_for(store.read.wait(), 5)
+    await settle(conn, ws)
+    assert ws.seqs() == [1, 2, 3]
+    assert store.reads == 1
+
+
+async def test_a_catch_up_releases_what_is_held_and_stops_waiting_for_the_bus() -> None:
+    hub, store, ws = Hub(10**9, reorder_ms=60_000), CountingStore(), RecordingSocket()
+    conn = connect(hub, store, ws)
+    hub.subscribe(conn, "C", 0)
+    one, two, three, four, five = messages(1, 2, 3, 4, 5)
+    store.add(one, two, three, four, five)
+    hub.on_event(one)
+    hub.on_event(three)
+    hub.catch_up("C", 4)  # the database is ahead of the bus, which lost 2 and 4
+    hub.on_event(five)  # after the catch-up nothing is missing: not held
+    await settle(conn, ws)
+    assert ws.seqs() == [1, 2, 3, 4, 5]

@@ -23,12 +23,13 @@ from realtimechat.worker.main import Worker, relay_publish
 
 def create_app(deps: Deps) -> FastAPI:
     """Build the app over already-built dependencies; the lifespan starts and stops them."""
-    hub = Hub(deps.settings.ws.heartbeat_ms)
-    gateway = Gateway(deps, hub)
     redis = deps.settings.redis
     # In one process nothing can come between a commit and its publish; across nodes
-    # the bus can lose what the database has: an outbox, and a catch-up from it.
+    # the bus can lose or reorder what the database has: an outbox, a catch-up from
+    # it, and a short hold for events that overtook an earlier one.
     lossy = deps.bus.needs_outbox
+    hub = Hub(deps.settings.ws.heartbeat_ms, reorder_ms=redis.reorder_ms if lossy else 0.0)
+    gateway = Gateway(deps, hub)
     catch_up = (
         CatchUp(
             hub=hub,

@@ -19,7 +19,7 @@ PUBLISHED_SEQ_RETAIN_S = 300.0
 class Hub:
     """Routes each committed event to the local connections of the channel's members."""
 
-    def __init__(self, heartbeat_ms: int) -> None:
+    def __init__(self, heartbeat_ms: int, reorder_ms: float = 0.0) -> None:
         self._by_channel: defaultdict[str, set[Connection]] = defaultdict(set)
         self._by_user: defaultdict[str, set[Connection]] = defaultdict(set)
         # Highest seq seen on the bus per channel: lets a new subscriber notice
@@ -29,6 +29,11 @@ class Hub:
         self._heartbeat_ms = heartbeat_ms
         self._heartbeat_task: asyncio.Task[None] | None = None
         self.delivered = 0
+        # Events that arrived ahead of a gap, held for the gap to arrive (see on_event).
+        self._reorder_s = reorder_ms / 1000
+        self._dispatched: dict[str, int] = {}
+        self._held: dict[str, dict[int, Event]] = {}
+        self._held_timers: dict[str, asyncio.TimerHandle] = {}
 
     @property
     def connections(self) -> set[Connection]:
@@ -81,11 +86,46 @@ class Hub:
                 del self._by_channel[channel_id]
 
     def on_event(self, ev: Event) -> None:
-        """Bus handler: serialise the frame once and queue it for every listener."""
+        """Bus handler: pass events on in seq order, holding one that overtook its gap.
+
+        With several nodes, an event committed on this node reaches the hub before an
+        earlier one committed on another node comes through Redis. Passed on at once,
+        every local listener would fill the gap from the database itself; held for a
+        few milliseconds, the gap usually arrives and nobody reads. A gap still open
+        after `reorder_ms` (a publish lost with its node) is filled by each listener.
+        """
         ch = ev.channel_id
         if ev.seq > self.published_seq.get(ch, 0):
             self.published_seq[ch] = ev.seq
             self._published_at[ch] = time.monotonic()
+        last = self._dispatched.get(ch)
+        if self._reorder_s > 0 and last is not None and ev.seq > last + 1:
+            self._held.setdefault(ch, {})[ev.seq] = ev
+            if ch not in self._held_timers:
+                loop = asyncio.get_running_loop()
+                self._held_timers[ch] = loop.call_later(self._reorder_s, self._release, ch)
+            return
+        self._dispatch(ev)
+        held = self._held.get(ch)
+        while held and self._dispatched[ch] + 1 in held:
+            self._dispatch(held.pop(self._dispatched[ch] + 1))
+        if held is not None and not held:
+            self._release(ch)
+
+    def _release(self, channel_id: str) -> None:
+        """Pass on whatever is held for the channel, in seq order."""
+        timer = self._held_timers.pop(channel_id, None)
+        if timer is not None:
+            timer.cancel()
+        held = self._held.pop(channel_id, {})
+        for seq in sorted(held):
+            self._dispatch(held[seq])
+
+    def _dispatch(self, ev: Event) -> None:
+        """Serialise the frame once and queue it for every listener."""
+        ch = ev.channel_id
+        if ev.seq > self._dispatched.get(ch, 0):
+            self._dispatched[ch] = ev.seq
         text = protocol.event_frame(ev)
         # The joining users' connections get the join marked, routed or not: a replay
         # may have ended a still-routed subscription, and the sender decides in
@@ -133,6 +173,10 @@ class Hub:
         item = CatchUp(channel_id)
         for conn in list(self._by_channel.get(channel_id, ())):
             conn.offer(item)
+        # The listeners now fill up to last_seq: what is held may go, and the bus
+        # events the database is ahead of need not be waited for.
+        self._dispatched[channel_id] = max(self._dispatched.get(channel_id, 0), last_seq)
+        self._release(channel_id)
 
     def on_ephemeral(self, sig: Ephemeral) -> None:
         """Bus handler: typing and the like go to the other members' connections."""
@@ -169,3 +213,4 @@ class Hub:
         for ch in stale:
             del self._published_at[ch]
             del self.published_seq[ch]
+            self._dispatched.pop(ch, None)
