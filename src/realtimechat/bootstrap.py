@@ -12,6 +12,7 @@ from realtimechat.resilience.ratelimit import RateLimiter
 from realtimechat.services.auth import AuthService
 from realtimechat.services.channels import ChannelService
 from realtimechat.services.messages import MessageService
+from realtimechat.services.notifications import NotificationService
 from realtimechat.settings import Settings
 from realtimechat.storage import tokens
 from realtimechat.storage.database import Database
@@ -27,6 +28,7 @@ class Deps:
     auth: AuthService
     channels: ChannelService
     messages: MessageService
+    notifications: NotificationService
     limiter: RateLimiter
 
 
@@ -73,7 +75,8 @@ def build(settings: Settings) -> Deps:
         bus=bus,
         auth=AuthService(db=db, settings=settings.auth, secret=signing_secret(settings, db)),
         channels=ChannelService(db=db, bus=bus),
-        messages=MessageService(db=db, bus=bus, limits=settings.limits),
+        messages=MessageService(db=db, bus=bus, limits=settings.limits, notify=settings.notify),
+        notifications=NotificationService(db=db),
         limiter=RateLimiter(
             settings.redis_url, timeout_s=settings.redis.timeout_s, retry_s=settings.redis.retry_s
         ),

@@ -45,6 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     migrate = sub.add_parser("migrate", help="bring the database schema up to date")
     _add_data_dir(migrate)
 
+    flags = sub.add_parser(
+        "flags",
+        help="list or switch runtime feature flags (push, email, uploads) on every node",
+        description="Without arguments, lists the flags. Nodes and workers see a change "
+        "within a second; jobs of a feature switched off wait, none are dropped.",
+    )
+    flags.add_argument("name", nargs="?", help="flag to switch")
+    flags.add_argument("value", nargs="?", choices=["on", "off"], help="its new value")
+    _add_data_dir(flags)
+
     bench = sub.add_parser(
         "bench",
         help="measure throughput, latency, loss and duplicates (JSON on stdout)",
@@ -100,11 +110,38 @@ def main(argv: list[str] | None = None) -> int:
         report = asyncio.run(run_bench(config))
         print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
         return 0 if report.get("lost", 0) == 0 and report.get("duplicated", 0) == 0 else 1
+    elif args.command == "flags":
+        return _flags(settings, args.name, args.value)
     elif args.command == "migrate":
         from realtimechat.storage.migrate import upgrade
 
         upgrade(settings)
         print(f"database is up to date: {settings.db_url()}")
+    return 0
+
+
+def _flags(settings: Settings, name: str | None, value: str | None) -> int:
+    import asyncio
+
+    from realtimechat.ids import now_ms
+    from realtimechat.services.notifications import FLAGS, flag_list
+    from realtimechat.storage import notifications as notes
+    from realtimechat.storage.database import Database
+    from realtimechat.storage.migrate import upgrade
+
+    if name is not None and (name not in FLAGS or value is None):
+        known = ", ".join(sorted(FLAGS))
+        print(f"usage: realtimechat flags [NAME on|off]; known flags: {known}", file=sys.stderr)
+        return 2
+    upgrade(settings)
+    db = Database(settings)
+    try:
+        if name is not None:
+            db.setup(lambda c: notes.set_flag(c, name, value == "on", now_ms()))
+        for flag in flag_list(db.setup(notes.flags)):
+            print(f"{flag.name:10} {'on' if flag.enabled else 'off':4} {flag.description}")
+    finally:
+        asyncio.run(db.close())
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -79,6 +79,54 @@ class RedisSettings(BaseModel):
     reorder_ms: float = 100.0
 
 
+class ProviderSettings(BaseModel):
+    """How one external provider is called: timeout, bulkhead and breaker."""
+
+    timeout_s: float = 3.0  # every call, connect to last byte
+    concurrency: int = 8  # bulkhead: calls in flight at once
+    breaker_failures: int = 5  # consecutive failures that open the breaker
+    breaker_reset_s: float = 30.0  # open this long, then one trial call
+
+
+class PushSettings(ProviderSettings):
+    """Push notifications: `log` (embedded default) or FCM HTTP v1."""
+
+    provider: Literal["log", "fcm"] = "log"
+    fcm_url: str = "https://fcm.googleapis.com"
+    fcm_project_id: str | None = None
+    # A Google service-account JSON file (its token_uri is where tokens come from).
+    fcm_credentials_file: Path | None = None
+
+
+class EmailSettings(ProviderSettings):
+    """E-mail notifications: `log` (embedded default) or SendGrid v3."""
+
+    provider: Literal["log", "sendgrid"] = "log"
+    sendgrid_url: str = "https://api.sendgrid.com"
+    sendgrid_api_key: SecretStr | None = None
+    from_address: str = "RealTimeChat <chat@localhost>"
+
+
+class NotifySettings(BaseModel):
+    """Who is told about a message, when, and how hard the worker tries."""
+
+    # Members of channels this small (sender excluded) are told of every message;
+    # 0 tells only DM recipients and those @-mentioned.
+    small_channel_max: int = 10
+    # A push to a small channel's member waits this long and is skipped if they
+    # read the message meanwhile (they were online).
+    small_channel_push_delay_s: float = 60.0
+    email_delay_s: float = 300.0  # an e-mail is for what stays unread this long
+    max_attempts: int = 8
+    backoff_base_s: float = 2.0
+    backoff_max_s: float = 600.0
+    lease_s: float = 30.0  # a claimed job not finished by then is claimed again
+    batch: int = 100
+    poll_s: float = 1.0
+    push: PushSettings = Field(default_factory=PushSettings)
+    email: EmailSettings = Field(default_factory=EmailSettings)
+
+
 class Settings(BaseSettings):
     """Everything configurable, read from RTC_* environment variables (nested with __)."""
 
@@ -101,6 +149,9 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     ws: WebSocketSettings = Field(default_factory=WebSocketSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    # Bearer token for /api/v1/admin (feature flags); unset, the admin API answers 404.
+    admin_token: SecretStr | None = None
 
     def db_url(self) -> str:
         """The SQLAlchemy URL: RTC_DATABASE_URL, else a SQLite file in data_dir.

@@ -45,7 +45,7 @@ from realtimechat.client import ChatClient, ClientOptions, LiveSession, LiveStat
 from tests.chaos.balancer import Backend, Balancer
 from tests.postgres import PostgresServer
 from tests.redis_server import RedisServer
-from tests.support import ChildProcess, ServerProcess, unique
+from tests.support import ServerProcess, WorkerProcess, unique
 
 Event = dict[str, Any]
 
@@ -96,36 +96,6 @@ async def eventually(
 
 
 # ---- processes --------------------------------------------------------------------------
-@dataclass
-class WorkerProcess(ChildProcess):
-    """A `realtimechat worker` child process (the outbox relay and housekeeping)."""
-
-    async def start(self) -> None:
-        """Start and wait for its "worker is running" line."""
-        await self.launch(
-            ["worker", "--data-dir", str(self.data_dir)], "RealTimeChat worker is running"
-        )
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def relayed(self) -> int:
-        """Events this worker's relay published (from its log lines)."""
-        total = 0
-        for line in self.output:
-            _, found, rest = line.partition("outbox relay published ")
-            if found:
-                total += int(rest.split(" ", 1)[0])
-        return total
-
-    async def kill(self) -> None:
-        """kill -9, and wait for it to be gone."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            await asyncio.wait_for(asyncio.to_thread(self.proc.wait), 30)
-
-
 @dataclass
 class Cluster:
     pg: PostgresServer

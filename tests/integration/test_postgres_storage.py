@@ -63,7 +63,8 @@ async def test_idempotent_send_on_postgres(pg_db: Database) -> None:
     published: list[Event] = []
     bus.subscribe(published.append, lambda _s: None)
     channels = ChannelService(db=pg_db, bus=bus)
-    messages = MessageService(db=pg_db, bus=bus, limits=Settings().limits)
+    settings = Settings()
+    messages = MessageService(db=pg_db, bus=bus, limits=settings.limits, notify=settings.notify)
     team = await channels.create_team("u1", "Acme")
     channel = await channels.create_channel("u1", team.id, "general", private=False)
     first, created = await messages.send("u1", channel.id, "hello", "m-1")

@@ -388,3 +388,24 @@ async def test_reads_beyond_the_pool_wait_and_beyond_max_read_queue_are_shed(
         assert db.pool_status()["readers_busy"] == 0
     finally:
         await db.close()
+
+
+async def test_a_job_that_loses_the_server_midway_is_unavailable_not_a_500(
+    tmp_path: Path,
+) -> None:
+    """Found by tests/chaos: PostgreSQL restarting between two statements of a send."""
+    settings = make_settings(tmp_path)
+    upgrade(settings)
+    db = Database(settings)
+    db.start()
+
+    def lost(conn: Connection) -> None:
+        conn.exec_driver_sql("SELECT 1")
+        raise sa_exc.OperationalError("SELECT 2", {}, Exception("server closed the connection"))
+
+    try:
+        with pytest.raises(Unavailable):
+            await db.write(lost)
+        assert await db.write(lambda c: c.exec_driver_sql("SELECT 3").scalar()) == 3
+    finally:
+        await db.close()

@@ -14,7 +14,7 @@ from realtimechat.edge import errors
 from realtimechat.edge.catchup import CatchUp
 from realtimechat.edge.gateway import Gateway
 from realtimechat.edge.hub import Hub
-from realtimechat.edge.routes import auth, health, messages, teams
+from realtimechat.edge.routes import auth, health, messages, notifications, teams
 from realtimechat.resilience.shedding import GuardMiddleware
 from realtimechat.services.outbox import OutboxAcks
 from realtimechat.web import STATIC_DIR
@@ -44,7 +44,9 @@ def create_app(deps: Deps) -> FastAPI:
     )
     acks = OutboxAcks(db=deps.db) if lossy else None
     worker = (
-        Worker(db=deps.db, publish=relay_publish(deps.bus)) if deps.settings.run_worker else None
+        Worker(db=deps.db, publish=relay_publish(deps.bus), settings=deps.settings)
+        if deps.settings.run_worker
+        else None
     )
 
     @asynccontextmanager
@@ -87,7 +89,7 @@ def create_app(deps: Deps) -> FastAPI:
     app.state.catch_up = catch_up
     app.state.worker = worker
     errors.install(app)
-    for module in (auth, teams, messages, health):
+    for module in (auth, teams, messages, notifications, health):
         app.include_router(module.router)
 
     @app.websocket("/api/v1/ws")

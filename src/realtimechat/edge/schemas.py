@@ -61,3 +61,21 @@ class EditIn(Body):
 
 class ReadIn(Body):
     seq: int = Field(ge=0)
+
+
+class DeviceIn(Body):
+    platform: str = Field(description="android, ios or web")
+    token: str = Field(description="the push token the platform gave the app")
+
+
+class NotificationSettingsIn(Body):
+    push: bool | None = None
+    email: bool | None = None
+
+
+class ChannelNotificationsIn(Body):
+    muted: bool
+
+
+class FlagIn(Body):
+    enabled: bool

@@ -20,10 +20,12 @@ from realtimechat.domain.errors import (
     ValidationFailed,
 )
 from realtimechat.domain.models import Event, Message
+from realtimechat.domain.notifications import Timing, mentions, plan, reach
 from realtimechat.ids import new_id, now_ms
 from realtimechat.services.channels import ADMIN_ROLES, member_channel, visible_channel
 from realtimechat.services.events import append_event, publish_result
-from realtimechat.settings import LimitSettings
+from realtimechat.settings import LimitSettings, NotifySettings
+from realtimechat.storage import notifications as notes
 from realtimechat.storage import repositories as repo
 from realtimechat.storage.database import Database
 
@@ -60,10 +62,17 @@ def _find(conn: Connection, message_id: str, user_id: str) -> Message:
 class MessageService:
     """Messages: idempotent send, versioned edit and delete, history, event pages."""
 
-    def __init__(self, *, db: Database, bus: Bus, limits: LimitSettings) -> None:
+    def __init__(
+        self, *, db: Database, bus: Bus, limits: LimitSettings, notify: NotifySettings
+    ) -> None:
         self._db = db
         self._limits = limits
         self._publish = publish_result(bus)
+        self._timing = Timing(
+            small_channel_max=notify.small_channel_max,
+            small_channel_push_delay_ms=int(notify.small_channel_push_delay_s * 1000),
+            email_delay_ms=int(notify.email_delay_s * 1000),
+        )
 
     def _check_body(self, body: str, attachments: list[Any]) -> None:
         if len(body) > self._limits.max_body_chars:
@@ -93,16 +102,21 @@ class MessageService:
         fingerprint = request_hash(channel_id, body, attachments)
 
         def work(conn: Connection) -> tuple[Message, Event | None]:
-            seq = repo.next_seq_for_new_send(conn, channel_id, user_id, client_msg_id)
-            if seq is None:  # a retry, or not a member: find out which (rare, so slower)
+            slot = repo.next_seq_for_new_send(conn, channel_id, user_id, client_msg_id)
+            if slot is None:  # a retry, or not a member: find out which (rare, so slower)
                 found = repo.message_by_client_id(conn, user_id, client_msg_id)
                 if found is not None:
                     msg, stored = found
                     if stored != fingerprint:
                         raise IdempotencyMismatch()
                     return msg, None
-                member_channel(conn, channel_id, user_id)
-                seq = repo.next_seq(conn, channel_id)
+                channel, _ = member_channel(conn, channel_id, user_id)
+                slot = (
+                    repo.next_seq(conn, channel_id),
+                    channel.kind,
+                    repo.member_count(conn, channel_id),
+                )
+            seq, kind, members = slot
             at = now_ms()
             msg = Message(
                 new_id(),
@@ -119,6 +133,7 @@ class MessageService:
             )
             ev = Event(channel_id, seq, "message.created", orjson.dumps(msg.to_json()), at)
             repo.insert_sent_message(conn, msg, fingerprint, ev)
+            self._notify(conn, msg, kind, members)
             return msg, ev
 
         try:
@@ -128,6 +143,16 @@ class MessageService:
             # on SQLite's single writer, but on a pooled database): the other one won.
             msg, ev = await self._db.write(work, on_commit=self._publish)
         return msg, ev is not None
+
+    def _notify(self, conn: Connection, msg: Message, kind: str, members: int) -> None:
+        """Write the message's notification jobs in its own transaction."""
+        who = reach(kind, members, msg.body, self._timing.small_channel_max)
+        if who is None:
+            return
+        keys = mentions(msg.body) if who == "mention" else None
+        recipients = notes.recipients(conn, msg.channel_id, msg.sender_id, keys)
+        jobs = plan(who, msg.body, recipients, self._timing, msg.created_at)
+        notes.insert_jobs(conn, msg.channel_id, msg.seq, jobs, msg.created_at)
 
     async def get(self, user_id: str, message_id: str) -> Message:
         def work(conn: Connection) -> Message:

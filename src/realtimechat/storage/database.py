@@ -194,6 +194,13 @@ class Database:
             raise Unavailable(
                 self._settings.limits.retry_after_s, "database write timed out"
             ) from None
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            # The server went away in the middle of this job's statements (the batch
+            # could still roll back): a 503 the client retries, as for a failed batch.
+            raise Unavailable(
+                self._settings.limits.retry_after_s,
+                f"database write failed: {exc.__class__.__name__}",
+            ) from exc
 
     async def read(self, work: Work[T]) -> T:
         """Run `work` in a read transaction on a reader thread."""

@@ -71,7 +71,15 @@ _NEXT_SEQ_FOR_NEW_SEND = Prepared(
         ),
     )
     .values(last_seq=channels.c.last_seq + 1)
-    .returning(channels.c.last_seq)
+    .returning(
+        channels.c.last_seq,
+        channels.c.kind,
+        # Lets the send decide who may be notified without another round trip.
+        sa.select(sa.func.count())
+        .where(channel_members.c.channel_id == channels.c.id)
+        .scalar_subquery()
+        .label("members"),
+    )
 )
 _MESSAGE_BY_CLIENT_ID = Prepared(
     sa.select(messages).where(
@@ -247,12 +255,23 @@ def last_seqs(conn: Connection, channel_ids: list[str]) -> dict[str, int]:
 
 def next_seq_for_new_send(
     conn: Connection, channel_id: str, user_id: str, client_msg_id: str
-) -> int | None:
-    """Allocate a seq for a first send by a member, in one round trip; else None."""
-    seq = _NEXT_SEQ_FOR_NEW_SEND.scalar(
+) -> tuple[int, str, int] | None:
+    """Allocate a seq for a first send by a member, in one round trip; else None.
+
+    (seq, channel kind, member count).
+    """
+    row = _NEXT_SEQ_FOR_NEW_SEND.first(
         conn, {"cid": channel_id, "uid": user_id, "cmid": client_msg_id}
     )
-    return None if seq is None else int(seq)
+    return None if row is None else (int(row.last_seq), str(row.kind), int(row.members))
+
+
+def member_count(conn: Connection, channel_id: str) -> int:
+    return int(
+        conn.execute(
+            sa.select(sa.func.count()).where(channel_members.c.channel_id == channel_id)
+        ).scalar_one()
+    )
 
 
 def joins_since(conn: Connection, user_ids: list[str], since: int) -> list[Event]:

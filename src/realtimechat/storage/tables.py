@@ -133,3 +133,64 @@ refresh_tokens = sa.Table(
     sa.Column("revoked_at", sa.BigInteger, nullable=True),
     sa.Index("ix_refresh_tokens_family", "family_id"),
 )
+
+# Push tokens; a token belongs to one user at a time (the last to register it).
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("user_id", ID, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("platform", sa.String(16), nullable=False),
+    sa.Column("token", sa.String(4096), nullable=False, unique=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_devices_user", "user_id"),
+)
+
+# A user's switches; no row means both on.
+notification_settings = sa.Table(
+    "notification_settings",
+    metadata,
+    sa.Column("user_id", ID, sa.ForeignKey("users.id"), primary_key=True),
+    sa.Column("push", sa.Boolean, nullable=False),
+    sa.Column("email", sa.Boolean, nullable=False),
+)
+
+channel_notification_settings = sa.Table(
+    "channel_notification_settings",
+    metadata,
+    sa.Column("user_id", ID, sa.ForeignKey("users.id"), primary_key=True),
+    sa.Column("channel_id", ID, sa.ForeignKey("channels.id"), primary_key=True),
+    sa.Column("muted", sa.Boolean, nullable=False),
+)
+
+# Written in the transaction of the message they are about, so a crash can neither
+# lose nor invent one. state: pending -> sending (claimed until claimed_until) ->
+# sent | skipped | dead; a failed attempt goes back to pending with a later due_at.
+notification_jobs = sa.Table(
+    "notification_jobs",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("user_id", ID, nullable=False),
+    sa.Column("channel_id", ID, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),  # push | email
+    sa.Column("reason", sa.String(8), nullable=False),  # dm | mention | channel
+    sa.Column("state", sa.String(8), nullable=False),
+    sa.Column("due_at", sa.BigInteger, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("claimed_until", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_notification_jobs_due", "state", "due_at"),
+    sa.Index("ix_notification_jobs_user", "user_id", "kind", "state"),
+)
+
+# Runtime switches (push, email, uploads); no row means on.
+feature_flags = sa.Table(
+    "feature_flags",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)

@@ -14,6 +14,8 @@ import sys
 
 from realtimechat.bus.base import Bus
 from realtimechat.ids import now_ms
+from realtimechat.providers.factory import build_providers
+from realtimechat.services.dispatcher import NotificationDispatcher
 from realtimechat.services.outbox import OutboxRelay, Publish
 from realtimechat.settings import Settings
 from realtimechat.storage import tokens
@@ -26,15 +28,21 @@ HOUSEKEEPING_S = 600.0
 
 
 class Worker:
-    """Runs the outbox relay (when there is a bus to relay to) and housekeeping."""
+    """Runs the outbox relay (when there is a bus to relay to), notification dispatch
+    and housekeeping."""
 
-    def __init__(self, *, db: Database, publish: Publish | None) -> None:
+    def __init__(self, *, db: Database, publish: Publish | None, settings: Settings) -> None:
         self._db = db
         self.relay = None if publish is None else OutboxRelay(db=db, publish=publish)
+        self.providers = build_providers(settings.notify)
+        self.dispatcher = NotificationDispatcher(
+            db=db, providers=self.providers, settings=settings.notify
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="notifications"))
         if self.relay is not None:
             self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
 
@@ -43,6 +51,7 @@ class Worker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.providers.close()
 
     async def _housekeeping(self) -> None:
         while True:
@@ -67,14 +76,15 @@ async def _main(settings: Settings) -> None:
     bus = build_bus(settings, read=False)
     db.start()
     await bus.start()
-    worker = Worker(db=db, publish=relay_publish(bus))
+    worker = Worker(db=db, publish=relay_publish(bus), settings=settings)
     worker.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     print(
-        f"RealTimeChat worker is running (outbox relay: {'on' if worker.relay else 'off'})",
+        f"RealTimeChat worker is running (outbox relay: {'on' if worker.relay else 'off'}; "
+        f"push: {worker.providers.push.name}, e-mail: {worker.providers.email.name})",
         flush=True,
     )
     await stop.wait()

@@ -40,6 +40,7 @@ async def readyz(request: Request) -> Response:
         ("rate_limits", deps.limiter.health()),
     ):
         checks[name] = {"status": dep_status, **({"detail": detail} if detail else {})}
+    checks["notifications"] = await _notifications(request)
     draining = request.app.state.gateway.draining
     if draining:
         status = "draining"
@@ -51,3 +52,26 @@ async def readyz(request: Request) -> Response:
         status = "ok"
     code = 503 if status in ("draining", "fail") else 200
     return json({"status": status, "checks": checks}, code)
+
+
+async def _notifications(request: Request) -> dict[str, object]:
+    """Each provider's breaker and bulkhead (where this node dispatches), and jobs by state.
+
+    A provider down is `degraded`, never `fail`: chat goes on, notifications wait.
+    """
+    deps = deps_of(request)
+    check: dict[str, object] = {"status": "ok"}
+    worker = request.app.state.worker
+    if worker is not None:
+        for kind, guard in worker.providers.guards.items():
+            health = guard.health()
+            check[kind] = {"provider": getattr(worker.providers, kind).name, **health}
+            if health["state"] != "closed":
+                check["status"] = "degraded"
+    try:
+        check["jobs"] = await asyncio.wait_for(
+            deps.notifications.job_counts(), deps.settings.db.health_timeout_s
+        )
+    except Exception as exc:
+        check["jobs"] = {"detail": exc.__class__.__name__}
+    return check

@@ -1,0 +1,1 @@
+"""Adapters for the external providers notifications go out through (push, e-mail)."""

@@ -1,0 +1,243 @@
+"""Notification dispatch: claim due jobs, send them through the providers, record how it went.
+
+Runs in the worker (and inside a node when it runs the worker's jobs). Sends never
+wait for it: jobs are rows written with the message, and a slow or dead provider
+only makes them wait here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from realtimechat.domain.notifications import Job, backoff_s
+from realtimechat.ids import now_ms
+from realtimechat.providers.base import (
+    EmailMessage,
+    ProviderError,
+    PushMessage,
+    Refused,
+    TokenUnregistered,
+)
+from realtimechat.providers.factory import Providers
+from realtimechat.settings import NotifySettings
+from realtimechat.storage import notifications as notes
+from realtimechat.storage.database import Database
+
+log = logging.getLogger(__name__)
+
+PREVIEW_CHARS = 200
+
+
+def _preview(body: str) -> str:
+    return body if len(body) <= PREVIEW_CHARS else body[: PREVIEW_CHARS - 1] + "…"
+
+
+def _title(ctx: dict[str, Any]) -> str:
+    return str(ctx["sender"]) if ctx["kind"] == "dm" else f"{ctx['sender']} in #{ctx['channel']}"
+
+
+def _skip_reason(job: Job, ctx: dict[str, Any] | None) -> str | None:
+    """Why a job should no longer be sent, looked at when it runs (not when written)."""
+    if ctx is None:
+        return "message deleted, or the user left the channel"
+    if ctx["muted"]:
+        return "channel muted"
+    if not ctx[job.kind]:
+        return f"{job.kind} turned off"
+    # A delayed push and every e-mail are for what stays unread.
+    if (job.kind == "email" or job.reason == "channel") and ctx["read_seq"] >= job.seq:
+        return "read"
+    return None
+
+
+class NotificationDispatcher:
+    """One claimer of due notification jobs; several may run side by side."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        providers: Providers,
+        settings: NotifySettings,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self._db = db
+        self._providers = providers
+        self._settings = settings
+        self._clock = clock
+        self.sent = 0
+        self.failed_attempts = 0
+        self._failing = False
+
+    def _open_kinds(self, flags: dict[str, bool]) -> list[str]:
+        """Kinds whose switch is on and whose provider's breaker lets calls through."""
+        kinds = []
+        for kind in ("push", "email"):
+            if not flags.get(kind, True):
+                continue  # switched off: its jobs wait
+            if self._providers.guards[kind].state == "open":
+                continue  # the breaker will refuse: claiming would only spend attempts
+            kinds.append(kind)
+        return kinds
+
+    async def run_once(self) -> int:
+        """Claim one batch of due jobs and work it off; how many were claimed."""
+        flags = await self._db.read(notes.flags)
+        kinds = self._open_kinds(flags)
+        if not kinds:
+            return 0
+        now = self._clock()
+        lease_ms = int(self._settings.lease_s * 1000)
+        batch = self._settings.batch
+        jobs = await self._db.write(lambda c: notes.claim_jobs(c, kinds, now, lease_ms, batch))
+        if not jobs:
+            return 0
+        emails: defaultdict[str, list[Job]] = defaultdict(list)
+        pushes = []
+        for job in jobs:
+            if job.kind == "email":
+                emails[job.user_id].append(job)
+            else:
+                pushes.append(job)
+        await asyncio.gather(
+            *(self._push(job) for job in pushes),
+            *(self._email(user_id, group) for user_id, group in emails.items()),
+        )
+        return len(jobs)
+
+    async def run(self) -> None:
+        """Poll for due jobs until cancelled; an outage of the database is logged once."""
+        while True:
+            try:
+                claimed = await self.run_once()
+                if self._failing:
+                    log.info("notification dispatch: database back")
+                    self._failing = False
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                claimed = 0
+                if not self._failing:
+                    log.warning("notification dispatch failing, retrying: %r", exc)
+                    self._failing = True
+            if claimed < self._settings.batch:
+                await asyncio.sleep(self._settings.poll_s)
+
+    async def _push(self, job: Job) -> None:
+        def read(conn: Connection) -> tuple[dict[str, Any] | None, list[Any]]:
+            ctx = notes.job_context(conn, job.channel_id, job.seq, job.user_id)
+            return ctx, notes.user_devices(conn, job.user_id)
+
+        ctx, devices = await self._db.read(read)
+        reason = _skip_reason(job, ctx)
+        if reason is None and not devices:
+            reason = "no device registered"
+        if reason is not None or ctx is None:
+            await self._finish([job], "skipped", reason)
+            return
+        results = await asyncio.gather(
+            *(
+                self._providers.push.send(
+                    PushMessage(
+                        token=d.token,
+                        platform=d.platform,
+                        title=_title(ctx),
+                        body=_preview(str(ctx["body"])),
+                        data={"job_id": job.id, "channel_id": job.channel_id, "seq": str(job.seq)},
+                    )
+                )
+                for d in devices
+            ),
+            return_exceptions=True,
+        )
+        errors: list[ProviderError] = []
+        for device, result in zip(devices, results, strict=True):
+            if isinstance(result, TokenUnregistered):
+                await self._db.write(partial(notes.forget_token, token=device.token))
+                log.info("push token unregistered: device %s forgotten", device.id)
+            elif isinstance(result, ProviderError):
+                errors.append(result)
+            elif isinstance(result, BaseException):
+                raise result
+        delivered = (
+            len(devices) - len(errors) - sum(isinstance(r, TokenUnregistered) for r in results)
+        )
+        if delivered > 0:
+            # Sent to some device: a retry would repeat it on those.
+            await self._finish([job], "sent", None)
+        elif errors:
+            await self._failed([job], errors[0])
+        else:
+            await self._finish([job], "skipped", "every device token was unregistered")
+
+    async def _email(self, user_id: str, jobs: list[Job]) -> None:
+        """One e-mail for all of a user's due unread items."""
+
+        def read(conn: Connection) -> tuple[str | None, list[dict[str, Any] | None]]:
+            contexts = [notes.job_context(conn, j.channel_id, j.seq, j.user_id) for j in jobs]
+            return notes.user_email(conn, user_id), contexts
+
+        address, contexts = await self._db.read(read)
+        due: list[tuple[Job, dict[str, Any]]] = []
+        for job, ctx in zip(jobs, contexts, strict=True):
+            reason = _skip_reason(job, ctx)
+            if reason is not None or ctx is None:
+                await self._finish([job], "skipped", reason)
+            else:
+                due.append((job, ctx))
+        if not due:
+            return
+        if address is None:
+            await self._finish([j for j, _ in due], "skipped", "user has no e-mail address")
+            return
+        lines = [f"{_title(ctx)}: {_preview(str(ctx['body']))}" for _, ctx in due]
+        n = len(due)
+        msg = EmailMessage(
+            to=address,
+            subject=f"{n} unread message{'s' if n > 1 else ''} on RealTimeChat",
+            text="\n\n".join(lines),
+            job_id=min(j.id for j, _ in due),
+        )
+        group = [j for j, _ in due]
+        try:
+            await self._providers.email.send(msg)
+        except ProviderError as exc:
+            await self._failed(group, exc)
+            return
+        await self._finish(group, "sent", None)
+
+    async def _finish(self, jobs: list[Job], state: str, why: str | None) -> None:
+        ids = [j.id for j in jobs]
+        await self._db.write(lambda c: notes.finish_jobs(c, ids, state, self._clock(), why))
+        if state == "sent":
+            self.sent += len(jobs)
+
+    async def _failed(self, jobs: list[Job], exc: ProviderError) -> None:
+        """Retry later with backoff (no sooner than Retry-After), or give up: dead."""
+        error = f"{exc.__class__.__name__}: {exc}"
+        now = self._clock()
+        ids = [j.id for j in jobs]
+        if isinstance(exc, Refused):
+            # Never reached the provider: wait for the breaker, and keep the attempt.
+            due = now + int((exc.retry_after or self._settings.backoff_base_s) * 1000)
+            await self._db.write(lambda c: notes.retry_jobs(c, ids, due, now, error, refund=True))
+            return
+        self.failed_attempts += len(jobs)
+        attempts = max(j.attempts for j in jobs)
+        if not exc.retryable or attempts >= self._settings.max_attempts:
+            await self._finish(jobs, "dead", error)
+            log.warning("notification jobs dead after %d attempts: %s", attempts, error)
+            return
+        delay = backoff_s(
+            attempts, self._settings.backoff_base_s, self._settings.backoff_max_s, exc.retry_after
+        )
+        await self._db.write(
+            lambda c: notes.retry_jobs(c, ids, now + int(delay * 1000), now, error)
+        )
