@@ -127,6 +127,28 @@ class NotifySettings(BaseModel):
     email: EmailSettings = Field(default_factory=EmailSettings)
 
 
+class FileSettings(BaseModel):
+    """Uploads: limits, quotas, and where the bytes live (local disk or S3-compatible)."""
+
+    max_file_bytes: int = 100 * 1024 * 1024
+    team_quota_bytes: int = 10 * 1024 * 1024 * 1024
+    url_ttl_s: int = 900  # upload and download URLs expire after this long
+    # An upload not completed after this long is removed and its quota given back.
+    pending_timeout_s: int = 24 * 3600
+    reconcile_s: float = 600.0  # how often the worker reconciles storage with the database
+    backend: Literal["local", "s3"] = "local"
+    local_dir: Path | None = None  # default: <data_dir>/files
+    # The node's own address as clients reach it, for local-disk upload/download URLs;
+    # default: the address of the request that asked for the URL.
+    public_url: str | None = None
+    s3_endpoint_url: str | None = None  # None: AWS; else e.g. http://minio:9000
+    s3_bucket: str = "realtimechat"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    timeout_s: float = 5.0
+
+
 class Settings(BaseSettings):
     """Everything configurable, read from RTC_* environment variables (nested with __)."""
 
@@ -150,6 +172,7 @@ class Settings(BaseSettings):
     ws: WebSocketSettings = Field(default_factory=WebSocketSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    files: FileSettings = Field(default_factory=FileSettings)
     # Bearer token for /api/v1/admin (feature flags); unset, the admin API answers 404.
     admin_token: SecretStr | None = None
 

@@ -339,3 +339,40 @@ def test_flags_command_switches_a_flag(tmp_path: Path) -> None:
     bad = flags("teleport", "on")
     assert bad.returncode == 2
     assert "known flags" in bad.stderr
+
+
+async def scrape(api: Api) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """/metrics as {(sample name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    resp = await api.request("GET", "/metrics")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/plain")
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(resp.text)
+        for s in family.samples
+    }
+
+
+async def test_metrics_show_breakers_jobs_attempts_and_latency(
+    node: ServerProcess, fcm: FakeFcm
+) -> None:
+    alice, bob, dm, _ = await pair(node)
+    before = await scrape(alice)
+    ok = ("rtc_provider_calls_total", (("outcome", "ok"), ("provider", "push:fcm")))
+    await alice.send(dm, "counted")
+    await asyncio.to_thread(fcm.wait_for, 1)
+    await until_settled(node, alice)
+    after = await scrape(alice)
+    assert after[ok] == before.get(ok, 0) + 1
+    latency = ("rtc_provider_call_seconds_count", (("provider", "push:fcm"),))
+    assert after[latency] == before.get(latency, 0) + 1
+    assert after[("rtc_provider_breaker_state", (("provider", "push:fcm"),))] == 0
+    sent = ("rtc_notification_jobs", (("kind", "push"), ("state", "sent")))
+    assert after[sent] >= 1
+    assert after[("rtc_notification_jobs", (("kind", "push"), ("state", "pending")))] == 0
+    result = ("rtc_notification_results_total", (("kind", "push"), ("result", "sent")))
+    assert after[result] == before.get(result, 0) + 1
+    await alice.aclose()
+    await bob.aclose()

@@ -14,7 +14,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Literal, TypedDict, TypeVar
 
-from realtimechat.providers.base import ProviderError, ProviderUnavailable, Refused
+from realtimechat.observability import metrics
+from realtimechat.providers.base import (
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    Refused,
+)
 from realtimechat.settings import ProviderSettings
 
 T = TypeVar("T")
@@ -56,6 +62,8 @@ class ProviderGuard:
         self._rejected = 0
         self._last_latency_ms: float | None = None
         self._last_error: str | None = None
+        metrics.BREAKER_STATE.labels(name).set_function(lambda: metrics.BREAKER_VALUES[self.state])
+        metrics.PROVIDER_IN_FLIGHT.labels(name).set_function(lambda: self._in_flight)
 
     @property
     def state(self) -> BreakerState:
@@ -82,6 +90,7 @@ class ProviderGuard:
 
     def _refuse(self, reason: str, retry_after: float | None) -> Refused:
         self._rejected += 1
+        metrics.PROVIDER_CALLS.labels(self.name, "refused").inc()
         return Refused(f"{self.name} {reason}", retry_after=retry_after)
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
@@ -116,6 +125,7 @@ class ProviderGuard:
                 ) from exc
         except ProviderUnavailable as exc:
             self._failed(exc, provider_down=True)
+            metrics.PROVIDER_CALLS.labels(self.name, "unavailable").inc()
             raise
         except Exception as exc:
             # RateLimited and Rejected are answers: the provider is up, so they close
@@ -123,15 +133,26 @@ class ProviderGuard:
             self._failed(exc, provider_down=False)
             if isinstance(exc, ProviderError):
                 self._succeeded()
+            outcome = (
+                "rate_limited"
+                if isinstance(exc, RateLimited)
+                else "rejected"
+                if isinstance(exc, ProviderError)
+                else "error"
+            )
+            metrics.PROVIDER_CALLS.labels(self.name, outcome).inc()
             raise
         else:
             self._succeeded()
+            metrics.PROVIDER_CALLS.labels(self.name, "ok").inc()
             return result
         finally:
             self._in_flight -= 1
             if trial:
                 self._trial_in_flight = False
-            self._last_latency_ms = (time.perf_counter() - started) * 1000
+            elapsed = time.perf_counter() - started
+            self._last_latency_ms = elapsed * 1000
+            metrics.PROVIDER_LATENCY.labels(self.name).observe(elapsed)
 
     def _succeeded(self) -> None:
         self._consecutive = 0

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from realtimechat.domain.notifications import Job, backoff_s
 from realtimechat.ids import now_ms
+from realtimechat.observability import metrics
 from realtimechat.providers.base import (
     EmailMessage,
     ProviderError,
@@ -218,6 +219,8 @@ class NotificationDispatcher:
         await self._db.write(lambda c: notes.finish_jobs(c, ids, state, self._clock(), why))
         if state == "sent":
             self.sent += len(jobs)
+        for job in jobs:
+            metrics.NOTIFICATION_RESULTS.labels(job.kind, state).inc()
 
     async def _failed(self, jobs: list[Job], exc: ProviderError) -> None:
         """Retry later with backoff (no sooner than Retry-After), or give up: dead."""
@@ -241,3 +244,5 @@ class NotificationDispatcher:
         await self._db.write(
             lambda c: notes.retry_jobs(c, ids, now + int(delay * 1000), now, error)
         )
+        for job in jobs:
+            metrics.NOTIFICATION_RESULTS.labels(job.kind, "retried").inc()

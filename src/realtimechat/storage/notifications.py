@@ -16,6 +16,7 @@ from realtimechat.domain.notifications import (
     Recipient,
 )
 from realtimechat.ids import new_id
+from realtimechat.storage.prepared import Prepared
 from realtimechat.storage.tables import (
     channel_members,
     channel_notification_settings,
@@ -32,12 +33,9 @@ _ns = notification_settings
 _cs = channel_notification_settings
 
 
-def recipients(
-    conn: Connection, channel_id: str, sender_id: str, mention_keys: set[str] | None
-) -> list[Recipient]:
-    """The channel's other members with their settings (only those mentioned, if given)."""
+def _recipients_query() -> sa.Select[Any]:
     has_device = sa.exists().where(devices.c.user_id == channel_members.c.user_id)
-    q = (
+    return (
         sa.select(
             channel_members.c.user_id,
             users.c.display_name,
@@ -57,11 +55,29 @@ def recipients(
                 ),
             )
         )
-        .where(channel_members.c.channel_id == channel_id, channel_members.c.user_id != sender_id)
+        .where(
+            channel_members.c.channel_id == sa.bindparam("cid"),
+            channel_members.c.user_id != sa.bindparam("sender"),
+        )
     )
-    if mention_keys is not None:
+
+
+# On the send path of every DM and small-channel message (storage/prepared.py).
+_RECIPIENTS = Prepared(_recipients_query())
+_INSERT_JOB = Prepared(notification_jobs.insert())
+
+
+def recipients(
+    conn: Connection, channel_id: str, sender_id: str, mention_keys: set[str] | None
+) -> list[Recipient]:
+    """The channel's other members with their settings (only those mentioned, if given)."""
+    params = {"cid": channel_id, "sender": sender_id}
+    if mention_keys is None:
+        rows: list[Any] = _RECIPIENTS.all(conn, params)
+    else:
         key = sa.func.lower(sa.func.replace(users.c.display_name, " ", ""))
-        q = q.where(key.in_(sorted(mention_keys)))
+        q = _recipients_query().where(key.in_(sorted(mention_keys)))
+        rows = list(conn.execute(q, params))
     return [
         Recipient(
             r.user_id,
@@ -71,18 +87,16 @@ def recipients(
             bool(r.muted),
             bool(r.has_device),
         )
-        for r in conn.execute(q)
+        for r in rows
     ]
 
 
 def insert_jobs(
     conn: Connection, channel_id: str, seq: int, jobs: list[PlannedJob], now: int
 ) -> None:
-    if not jobs:
-        return
-    conn.execute(
-        notification_jobs.insert(),
-        [
+    for j in jobs:
+        _INSERT_JOB.execute(
+            conn,
             {
                 "id": new_id(),
                 "user_id": j.user_id,
@@ -94,12 +108,11 @@ def insert_jobs(
                 "due_at": j.due_at,
                 "attempts": 0,
                 "claimed_until": 0,
+                "last_error": None,
                 "created_at": now,
                 "updated_at": now,
-            }
-            for j in jobs
-        ],
-    )
+            },
+        )
 
 
 def claim_jobs(

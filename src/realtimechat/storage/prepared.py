@@ -64,3 +64,9 @@ class Prepared:
         """The first column of the first row."""
         row = self.execute(conn, params).fetchone()
         return None if row is None else row[0]
+
+    def all(self, conn: Connection, params: Mapping[str, Any]) -> list[SimpleNamespace]:
+        """Every row, with attribute access by column name."""
+        cursor = self.execute(conn, params)
+        names = [d[0] for d in cursor.description]
+        return [SimpleNamespace(**dict(zip(names, row, strict=True))) for row in cursor]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from fastapi import APIRouter, Request
@@ -10,6 +11,7 @@ from starlette.responses import Response
 
 from realtimechat.edge.auth import deps_of
 from realtimechat.edge.responses import json
+from realtimechat.observability import metrics
 
 router = APIRouter(tags=["health"])
 
@@ -18,6 +20,19 @@ router = APIRouter(tags=["health"])
 async def livez() -> Response:
     """The process is up and its event loop turns."""
     return json({"status": "ok"})
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics_endpoint(request: Request) -> Response:
+    """Prometheus text exposition; stored job counts are read for each scrape."""
+    deps = deps_of(request)
+    with contextlib.suppress(Exception):  # a scrape must not fail with the database
+        counts = await asyncio.wait_for(
+            deps.notifications.job_counts(), deps.settings.db.health_timeout_s
+        )
+        metrics.set_job_counts(counts)
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)
 
 
 @router.get("/readyz")
