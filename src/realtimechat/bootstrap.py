@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from realtimechat.blobs.factory import build_store
 from realtimechat.bus.base import Bus
 from realtimechat.bus.memory import MemoryBus
 from realtimechat.resilience.ratelimit import RateLimiter
 from realtimechat.services.auth import AuthService
 from realtimechat.services.channels import ChannelService
+from realtimechat.services.files import FileService
 from realtimechat.services.messages import MessageService
 from realtimechat.services.notifications import NotificationService
 from realtimechat.settings import Settings
@@ -29,6 +32,7 @@ class Deps:
     channels: ChannelService
     messages: MessageService
     notifications: NotificationService
+    files: FileService
     limiter: RateLimiter
 
 
@@ -64,19 +68,31 @@ def build_bus(settings: Settings, *, read: bool = True) -> Bus:
     return MemoryBus()
 
 
+def build_files(settings: Settings, db: Database, secret: str) -> FileService:
+    """The file service over the configured object store.
+
+    Local-disk links are signed with a key derived from the shared secret, so a
+    leaked link key says nothing about the tokens' key.
+    """
+    blob_key = hashlib.sha256(b"rtc-blob-links\0" + secret.encode()).digest()
+    return FileService(db=db, store=build_store(settings, blob_key), settings=settings.files)
+
+
 def build(settings: Settings) -> Deps:
     """Build the node's dependencies (nothing is started here)."""
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     bus = build_bus(settings)
     db = Database(settings, outbox=bus.needs_outbox)
+    secret = signing_secret(settings, db)
     return Deps(
         settings=settings,
         db=db,
         bus=bus,
-        auth=AuthService(db=db, settings=settings.auth, secret=signing_secret(settings, db)),
+        auth=AuthService(db=db, settings=settings.auth, secret=secret),
         channels=ChannelService(db=db, bus=bus),
         messages=MessageService(db=db, bus=bus, limits=settings.limits, notify=settings.notify),
         notifications=NotificationService(db=db),
+        files=build_files(settings, db, secret),
         limiter=RateLimiter(
             settings.redis_url, timeout_s=settings.redis.timeout_s, retry_s=settings.redis.retry_s
         ),

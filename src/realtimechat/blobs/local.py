@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import os
@@ -99,7 +100,9 @@ class LocalDiskStore:
 
     def verify(self, method: str, key: str, params: Mapping[str, str]) -> dict[str, str]:
         """Check a URL's signature, then its expiry; return its parameters without `sig`."""
-        check_key(key)
+        if not _KEY_RE.fullmatch(key):
+            # We never sign such a key, so no genuine URL names one.
+            raise BadSignature(f"{key!r} is not a blob key")
         given = params.get("sig")
         if given is None:
             raise BadSignature("the URL has no signature")
@@ -180,9 +183,10 @@ class LocalDiskStore:
             file = None
         except BaseException:
             # Synchronous on purpose: it must also run when the task is being cancelled.
-            if file is not None:
-                file.close()
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the first failure is the one to report
+                if file is not None:
+                    file.close()
+                tmp.unlink(missing_ok=True)
             raise
         return StoredObject(size=size, sha256=digest)
 
@@ -221,9 +225,17 @@ class LocalDiskStore:
 async def _disk(fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
     # One place that keeps disk I/O off the event loop and turns a failing disk
     # (full, read-only, gone) into the store outage callers already handle.
+    work = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
     try:
-        return await asyncio.to_thread(fn, *args, **kwargs)
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        # A thread cannot be stopped. Let it finish before the caller's cleanup runs, so
+        # that cleanup never closes or unlinks a file the thread is still using.
+        await asyncio.wait([work])
+        if not work.cancelled():
+            work.exception()  # retrieved: the cancellation is what gets reported
+        raise
+    except FileNotFoundError:
         raise
     except OSError as exc:
         raise StoreUnavailable(f"local blob store: {exc}") from exc

@@ -116,3 +116,38 @@ class Unavailable(ChatError):
     def __init__(self, retry_after_s: int = 1, detail: str | None = None) -> None:
         super().__init__(detail)
         self.retry_after_s = retry_after_s
+
+
+class TooLarge(ChatError):
+    code = "file_too_large"
+    title = "File larger than the limit"
+
+
+class QuotaExceeded(Conflict):
+    code = "quota_exceeded"
+    title = "The team's storage quota would be exceeded"
+
+
+class UploadIncomplete(Conflict):
+    code = "upload_incomplete"
+    title = "The file's bytes have not been uploaded yet"
+
+
+class ChecksumMismatch(ValidationFailed):
+    code = "checksum_mismatch"
+    title = "The uploaded bytes do not match the declared size or sha256"
+
+
+class InvalidAttachment(ValidationFailed):
+    code = "invalid_attachment"
+    title = "Attachments must be ready files you may share here"
+
+
+class LinkInvalid(Forbidden):
+    code = "link_invalid"
+    title = "This link is invalid or has expired"
+
+
+class FeatureDisabled(Unavailable):
+    code = "feature_disabled"
+    title = "This feature is switched off for now"

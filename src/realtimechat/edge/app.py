@@ -14,7 +14,7 @@ from realtimechat.edge import errors
 from realtimechat.edge.catchup import CatchUp
 from realtimechat.edge.gateway import Gateway
 from realtimechat.edge.hub import Hub
-from realtimechat.edge.routes import auth, health, messages, notifications, teams
+from realtimechat.edge.routes import auth, files, health, messages, notifications, teams
 from realtimechat.resilience.shedding import GuardMiddleware
 from realtimechat.services.outbox import OutboxAcks
 from realtimechat.web import STATIC_DIR
@@ -44,7 +44,9 @@ def create_app(deps: Deps) -> FastAPI:
     )
     acks = OutboxAcks(db=deps.db) if lossy else None
     worker = (
-        Worker(db=deps.db, publish=relay_publish(deps.bus), settings=deps.settings)
+        Worker(
+            db=deps.db, publish=relay_publish(deps.bus), settings=deps.settings, files=deps.files
+        )
         if deps.settings.run_worker
         else None
     )
@@ -57,6 +59,7 @@ def create_app(deps: Deps) -> FastAPI:
             deps.bus.on_confirmed(acks.published)
             acks.start()
         await deps.bus.start()
+        await deps.files.ready()
         hub.start()
         for task in (catch_up, worker):
             if task is not None:
@@ -73,6 +76,7 @@ def create_app(deps: Deps) -> FastAPI:
             if acks is not None:
                 await acks.stop()
             await deps.limiter.close()
+            await deps.files.store.close()
             await deps.db.close()
 
     app = FastAPI(
@@ -89,7 +93,7 @@ def create_app(deps: Deps) -> FastAPI:
     app.state.catch_up = catch_up
     app.state.worker = worker
     errors.install(app)
-    for module in (auth, teams, messages, notifications, health):
+    for module in (auth, teams, messages, notifications, files, health):
         app.include_router(module.router)
 
     @app.websocket("/api/v1/ws")
@@ -109,5 +113,6 @@ def create_app(deps: Deps) -> FastAPI:
         max_in_flight=deps.settings.limits.max_in_flight,
         max_bytes=deps.settings.limits.max_request_bytes,
         retry_after_s=deps.settings.limits.retry_after_s,
+        unbounded_body_prefixes=("/api/v1/blobs/",),
     )
     return app

@@ -15,6 +15,7 @@ from realtimechat.domain import errors as e
 PROBLEM_TYPE = "https://realtimechat.dev/problems/"
 
 STATUS: list[tuple[type[e.ChatError], int]] = [
+    (e.TooLarge, 413),
     (e.NotFound, 404),
     (e.Forbidden, 403),
     (e.Unauthorized, 401),

@@ -79,3 +79,11 @@ class ChannelNotificationsIn(Body):
 
 class FlagIn(Body):
     enabled: bool
+
+
+class FileIn(Body):
+    team_id: str = Field(min_length=1, max_length=36)
+    name: str = Field(min_length=1, max_length=255)
+    size: int = Field(description="bytes the client will upload")
+    content_type: str = Field(default="application/octet-stream", max_length=255)
+    sha256: str = Field(description="hex digest of the bytes, checked on complete")

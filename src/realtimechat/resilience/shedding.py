@@ -47,10 +47,20 @@ class _BodyTooLarge(Exception):
 class GuardMiddleware:
     """Sheds HTTP requests beyond `max_in_flight` (503) and bodies beyond `max_bytes` (413)."""
 
-    def __init__(self, app: ASGIApp, *, max_in_flight: int, max_bytes: int, retry_after_s: int):
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_in_flight: int,
+        max_bytes: int,
+        retry_after_s: int,
+        unbounded_body_prefixes: tuple[str, ...] = (),
+    ):
         self.app = app
         self.max_in_flight = max_in_flight
         self.max_bytes = max_bytes
+        # Paths whose handler streams and bounds the body itself (signed file uploads).
+        self.unbounded = unbounded_body_prefixes
         self.retry_after = str(retry_after_s).encode()
         self.in_flight = 0
         self.shed = 0
@@ -68,6 +78,13 @@ class GuardMiddleware:
                 "Server busy, retry shortly",
                 [(b"retry-after", self.retry_after)],
             )
+            return
+        if self.unbounded and scope["path"].startswith(self.unbounded):
+            self.in_flight += 1
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self.in_flight -= 1
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:

@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import hashlib
+import mimetypes
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -499,6 +503,70 @@ class ChatClient:
                 return
 
     # -- the request loop --------------------------------------------------------------
+    async def upload_file(
+        self,
+        team_id: str,
+        path: str | Path,
+        *,
+        name: str | None = None,
+        content_type: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        chunk_bytes: int = 256 * 1024,
+    ) -> dict[str, Any]:
+        """Upload a file to the team's storage; the ready file (attach it by its id).
+
+        Reserves quota, streams the bytes straight to storage (never all in memory),
+        then asks the server to verify them. `progress(sent, total)` is called as
+        bytes go out. Cancelling the task, or any failure, cancels the upload so its
+        quota is given back.
+        """
+        path = Path(path)
+        size = (await asyncio.to_thread(path.stat)).st_size
+        name = name or path.name
+        content_type = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        digest = await asyncio.to_thread(_sha256_of, path)
+        created = await self._json(
+            "POST",
+            "/api/v1/files",
+            json={"team_id": team_id, "name": name, "size": size,
+                  "content_type": content_type, "sha256": digest},
+        )  # fmt: skip
+        file_id = created["id"]
+        try:
+            target = created["upload"]
+
+            async def body() -> AsyncIterator[bytes]:
+                sent = 0
+                f = await asyncio.to_thread(path.open, "rb")
+                try:
+                    while chunk := await asyncio.to_thread(f.read, chunk_bytes):
+                        yield chunk
+                        sent += len(chunk)
+                        if progress is not None:
+                            progress(sent, size)
+                finally:
+                    f.close()
+
+            # Storage is not the API: no bearer token goes there, and S3 wants a length.
+            headers = {**target["headers"], "Content-Length": str(size)}
+            async with httpx.AsyncClient(timeout=self.options.timeout_s) as storage:
+                resp = await storage.request(
+                    target["method"], target["url"], content=body(), headers=headers
+                )
+            if resp.status_code >= 300:
+                raise ChatAPIError(resp.status_code, "upload_failed", resp.text[:300])
+            ready: dict[str, Any] = await self._json(
+                "POST", f"/api/v1/files/{file_id}/complete", idempotent=True
+            )
+            return ready
+        except BaseException:
+            # Shielded: a cancelled upload must still give its quota back.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(
+                    self._json("DELETE", f"/api/v1/files/{file_id}", idempotent=True)
+                )
+            raise
+
     async def request(
         self,
         method: str,
@@ -640,3 +708,11 @@ def _jwt_times(token: str) -> tuple[float | None, float | None]:
         return None, None
     ttl = float(exp - iat) if isinstance(iat, int | float) else None
     return ttl, float(exp)
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -24,7 +24,9 @@ from realtimechat.domain.notifications import Timing, mentions, plan, reach
 from realtimechat.ids import new_id, now_ms
 from realtimechat.services.channels import ADMIN_ROLES, member_channel, visible_channel
 from realtimechat.services.events import append_event, publish_result
+from realtimechat.services.files import resolve_attachments
 from realtimechat.settings import LimitSettings, NotifySettings
+from realtimechat.storage import files as files_repo
 from realtimechat.storage import notifications as notes
 from realtimechat.storage import repositories as repo
 from realtimechat.storage.database import Database
@@ -117,6 +119,10 @@ class MessageService:
                     repo.member_count(conn, channel_id),
                 )
             seq, kind, members = slot
+            shared = []
+            if attachments:
+                channel, _ = member_channel(conn, channel_id, user_id)
+                shared = resolve_attachments(conn, user_id, channel, attachments)
             at = now_ms()
             msg = Message(
                 new_id(),
@@ -125,7 +131,7 @@ class MessageService:
                 user_id,
                 client_msg_id,
                 body,
-                attachments,
+                [f.attachment() for f in shared],
                 1,
                 at,
                 None,
@@ -133,6 +139,8 @@ class MessageService:
             )
             ev = Event(channel_id, seq, "message.created", orjson.dumps(msg.to_json()), at)
             repo.insert_sent_message(conn, msg, fingerprint, ev)
+            if shared:
+                files_repo.share(conn, msg.id, channel_id, [f.id for f in shared])
             self._notify(conn, msg, kind, members)
             return msg, ev
 
@@ -199,6 +207,7 @@ class MessageService:
                 return msg, None  # deleting twice changes nothing
             gone = tombstone(msg, now_ms())
             repo.update_message(conn, gone)
+            files_repo.unshare_message(conn, msg.id)
             data = orjson.dumps(gone.to_json())
             # Deleted text must not survive in the event log either.
             repo.scrub_message_events(conn, msg.id, data)

@@ -194,3 +194,43 @@ feature_flags = sa.Table(
     sa.Column("enabled", sa.Boolean, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
+
+# Uploaded files. state: pending (size reserved, bytes on their way) -> ready
+# (verified) | deleted (cancelled, abandoned, or failed verification; quota given back).
+files = sa.Table(
+    "files",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("team_id", ID, sa.ForeignKey("teams.id"), nullable=True),
+    sa.Column("uploader_id", ID, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("content_type", sa.String(255), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(8), nullable=False),
+    sa.Column("storage_key", sa.String(200), nullable=False, unique=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_files_state_created", "state", "created_at"),
+    sa.Index("ix_files_team", "team_id"),
+)
+
+# Bytes reserved or used per team (pending + ready files); a reservation is one
+# conditional UPDATE, so concurrent uploads cannot overshoot the quota.
+team_storage = sa.Table(
+    "team_storage",
+    metadata,
+    sa.Column("team_id", ID, sa.ForeignKey("teams.id"), primary_key=True),
+    sa.Column("used_bytes", sa.BigInteger, nullable=False),
+)
+
+# Where a file was shared: members of these channels may download it (while the
+# message that shared it is not deleted).
+file_shares = sa.Table(
+    "file_shares",
+    metadata,
+    sa.Column("file_id", ID, sa.ForeignKey("files.id"), primary_key=True),
+    sa.Column("message_id", ID, sa.ForeignKey("messages.id"), primary_key=True),
+    sa.Column("channel_id", ID, nullable=False),
+    sa.Index("ix_file_shares_message", "message_id"),
+)

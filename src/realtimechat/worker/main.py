@@ -1,7 +1,8 @@
 """`realtimechat worker`, and the same work run inside a node.
 
-Several workers may run: the relay's claims keep them from publishing the same
-rows at once, and housekeeping deletes are idempotent.
+Several workers may run: the relay's and the dispatcher's claims keep them from
+taking the same rows at once, and housekeeping and file reconciliation are
+idempotent.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from realtimechat.bus.base import Bus
 from realtimechat.ids import now_ms
 from realtimechat.providers.factory import build_providers
 from realtimechat.services.dispatcher import NotificationDispatcher
+from realtimechat.services.files import FileService
 from realtimechat.services.outbox import OutboxRelay, Publish
 from realtimechat.settings import Settings
 from realtimechat.storage import tokens
@@ -31,8 +33,12 @@ class Worker:
     """Runs the outbox relay (when there is a bus to relay to), notification dispatch
     and housekeeping."""
 
-    def __init__(self, *, db: Database, publish: Publish | None, settings: Settings) -> None:
+    def __init__(
+        self, *, db: Database, publish: Publish | None, settings: Settings, files: FileService
+    ) -> None:
         self._db = db
+        self.files = files
+        self._reconcile_s = settings.files.reconcile_s
         self.relay = None if publish is None else OutboxRelay(db=db, publish=publish)
         self.providers = build_providers(settings.notify)
         self.dispatcher = NotificationDispatcher(
@@ -43,6 +49,7 @@ class Worker:
     def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="notifications"))
+        self._tasks.append(asyncio.create_task(self._reconcile(), name="file-reconciliation"))
         if self.relay is not None:
             self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
 
@@ -63,6 +70,14 @@ class Worker:
                 log.warning("housekeeping failed, trying again later: %r", exc)
             await asyncio.sleep(HOUSEKEEPING_S)
 
+    async def _reconcile(self) -> None:
+        while True:
+            try:
+                await self.files.reconcile()
+            except Exception as exc:
+                log.warning("file reconciliation failed, trying again later: %r", exc)
+            await asyncio.sleep(self._reconcile_s)
+
 
 def relay_publish(bus: Bus) -> Publish | None:
     """The bus's confirmed publish, if it is one that can lose events (else no relay)."""
@@ -70,13 +85,14 @@ def relay_publish(bus: Bus) -> Publish | None:
 
 
 async def _main(settings: Settings) -> None:
-    from realtimechat.bootstrap import build_bus
+    from realtimechat.bootstrap import build_bus, build_files, signing_secret
 
     db = Database(settings)
     bus = build_bus(settings, read=False)
+    files = build_files(settings, db, signing_secret(settings, db))
     db.start()
     await bus.start()
-    worker = Worker(db=db, publish=relay_publish(bus), settings=settings)
+    worker = Worker(db=db, publish=relay_publish(bus), settings=settings, files=files)
     worker.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -92,6 +108,7 @@ async def _main(settings: Settings) -> None:
     await worker.stop()
     with contextlib.suppress(Exception):
         await bus.close()
+    await files.store.close()
     await db.close()
 
 

@@ -55,6 +55,7 @@ async def readyz(request: Request) -> Response:
         ("rate_limits", deps.limiter.health()),
     ):
         checks[name] = {"status": dep_status, **({"detail": detail} if detail else {})}
+    checks["storage"] = await _storage(request)
     checks["notifications"] = await _notifications(request)
     draining = request.app.state.gateway.draining
     if draining:
@@ -90,3 +91,18 @@ async def _notifications(request: Request) -> dict[str, object]:
     except Exception as exc:
         check["jobs"] = {"detail": exc.__class__.__name__}
     return check
+
+
+async def _storage(request: Request) -> dict[str, object]:
+    """The object store answers (uploads and downloads need it; chat does not: degraded)."""
+    deps = deps_of(request)
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(deps.files.store.ping(), deps.settings.files.timeout_s)
+    except Exception as exc:
+        return {"status": "degraded", "backend": deps.files.store.name, "detail": repr(exc)}
+    return {
+        "status": "ok",
+        "backend": deps.files.store.name,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+    }

@@ -1,0 +1,220 @@
+"""Files, team storage usage, and where files were shared."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection
+
+from realtimechat.domain.files import FileRecord, FileState
+from realtimechat.storage.tables import (
+    channel_members,
+    file_shares,
+    files,
+    messages,
+    team_storage,
+)
+
+
+def _record(row: Any) -> FileRecord:
+    return FileRecord(
+        row.id,
+        row.team_id,
+        row.uploader_id,
+        row.name,
+        int(row.size),
+        row.content_type,
+        row.sha256,
+        cast(FileState, row.state),
+        row.storage_key,
+        int(row.created_at),
+    )
+
+
+def reserve(conn: Connection, team_id: str, size: int, quota: int) -> bool:
+    """Add `size` to the team's usage if it stays within `quota`; False otherwise.
+
+    One conditional UPDATE: on PostgreSQL the row lock orders concurrent
+    reservations, on SQLite the single writer does, so none can overshoot.
+    """
+    if (
+        conn.execute(
+            sa.select(team_storage.c.team_id).where(team_storage.c.team_id == team_id)
+        ).first()
+        is None
+    ):
+        try:
+            with conn.begin_nested():
+                conn.execute(team_storage.insert().values(team_id=team_id, used_bytes=0))
+        except sa_exc.IntegrityError:
+            pass  # another reservation created it first
+    result = conn.execute(
+        team_storage.update()
+        .where(
+            team_storage.c.team_id == team_id,
+            team_storage.c.used_bytes + size <= quota,
+        )
+        .values(used_bytes=team_storage.c.used_bytes + size)
+    )
+    return bool(result.rowcount)
+
+
+def release(conn: Connection, team_id: str | None, size: int) -> None:
+    """Give `size` back to the team's quota."""
+    if team_id is not None:
+        conn.execute(
+            team_storage.update()
+            .where(team_storage.c.team_id == team_id)
+            .values(
+                used_bytes=sa.func.max(team_storage.c.used_bytes - size, 0)
+                if conn.dialect.name == "sqlite"
+                else sa.func.greatest(team_storage.c.used_bytes - size, 0)
+            )
+        )
+
+
+def used_bytes(conn: Connection, team_id: str) -> int:
+    value = conn.execute(
+        sa.select(team_storage.c.used_bytes).where(team_storage.c.team_id == team_id)
+    ).scalar()
+    return int(value or 0)
+
+
+def insert_file(conn: Connection, f: FileRecord, now: int) -> None:
+    conn.execute(
+        files.insert().values(
+            id=f.id,
+            team_id=f.team_id,
+            uploader_id=f.uploader_id,
+            name=f.name,
+            size=f.size,
+            content_type=f.content_type,
+            sha256=f.sha256,
+            state=f.state,
+            storage_key=f.storage_key,
+            created_at=f.created_at,
+            updated_at=now,
+        )
+    )
+
+
+def file_by_id(conn: Connection, file_id: str) -> FileRecord | None:
+    row = conn.execute(sa.select(files).where(files.c.id == file_id)).first()
+    return None if row is None else _record(row)
+
+
+def set_state(
+    conn: Connection, file_id: str, from_state: str, to_state: FileState, now: int
+) -> bool:
+    """Move a file between states if it is still in `from_state` (a race lost is False)."""
+    result = conn.execute(
+        files.update()
+        .where(files.c.id == file_id, files.c.state == from_state)
+        .values(state=to_state, updated_at=now)
+    )
+    return bool(result.rowcount)
+
+
+def files_by_ids(conn: Connection, ids: list[str]) -> dict[str, FileRecord]:
+    rows = conn.execute(sa.select(files).where(files.c.id.in_(ids)))
+    return {r.id: _record(r) for r in rows}
+
+
+def share(conn: Connection, message_id: str, channel_id: str, file_ids: list[str]) -> None:
+    conn.execute(
+        file_shares.insert(),
+        [{"file_id": f, "message_id": message_id, "channel_id": channel_id} for f in file_ids],
+    )
+
+
+def unshare_message(conn: Connection, message_id: str) -> None:
+    """A deleted message no longer shares its files."""
+    conn.execute(file_shares.delete().where(file_shares.c.message_id == message_id))
+
+
+def may_download(conn: Connection, f: FileRecord, user_id: str) -> bool:
+    """The uploader, or a member of a channel where a live message shares the file."""
+    if f.uploader_id == user_id:
+        return True
+    shared = conn.execute(
+        sa.select(sa.literal(1))
+        .select_from(
+            file_shares.join(
+                channel_members,
+                sa.and_(
+                    channel_members.c.channel_id == file_shares.c.channel_id,
+                    channel_members.c.user_id == user_id,
+                ),
+            ).join(messages, messages.c.id == file_shares.c.message_id)
+        )
+        .where(file_shares.c.file_id == f.id, messages.c.deleted_at.is_(None))
+        .limit(1)
+    ).first()
+    return shared is not None
+
+
+def team_file_count(conn: Connection, team_id: str) -> int:
+    return int(
+        conn.execute(
+            sa.select(sa.func.count()).where(
+                files.c.team_id == team_id, files.c.state.in_(("pending", "ready"))
+            )
+        ).scalar_one()
+    )
+
+
+# --- reconciliation
+
+
+def stale_pending(conn: Connection, before: int, limit: int) -> list[FileRecord]:
+    rows = conn.execute(
+        sa.select(files)
+        .where(files.c.state == "pending", files.c.created_at < before)
+        .order_by(files.c.created_at)
+        .limit(limit)
+    )
+    return [_record(r) for r in rows]
+
+
+def live_keys(conn: Connection) -> set[str]:
+    """Storage keys of pending and ready files (objects anything else may be removed)."""
+    rows = conn.execute(
+        sa.select(files.c.storage_key).where(files.c.state.in_(("pending", "ready")))
+    )
+    return {r.storage_key for r in rows}
+
+
+def recount_usage(conn: Connection) -> dict[str, tuple[int, int]]:
+    """Set every team's usage to the sum of its pending and ready files.
+
+    Returns the teams whose counter was wrong: {team_id: (was, now)}.
+    """
+    actual = {
+        r.team_id: int(r.total)
+        for r in conn.execute(
+            sa.select(files.c.team_id, sa.func.sum(files.c.size).label("total"))
+            .where(files.c.state.in_(("pending", "ready")), files.c.team_id.is_not(None))
+            .group_by(files.c.team_id)
+        )
+    }
+    counted = {
+        r.team_id: int(r.used_bytes)
+        for r in conn.execute(sa.select(team_storage.c.team_id, team_storage.c.used_bytes))
+    }
+    fixed: dict[str, tuple[int, int]] = {}
+    for team_id in set(actual) | set(counted):
+        want, have = actual.get(team_id, 0), counted.get(team_id)
+        if have == want:
+            continue
+        if have is None:
+            conn.execute(team_storage.insert().values(team_id=team_id, used_bytes=want))
+        else:
+            conn.execute(
+                team_storage.update()
+                .where(team_storage.c.team_id == team_id)
+                .values(used_bytes=want)
+            )
+        fixed[team_id] = (have or 0, want)
+    return fixed
