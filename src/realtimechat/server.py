@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import sys
 from types import FrameType
 
 import uvicorn
@@ -13,6 +12,9 @@ from fastapi import FastAPI
 
 from realtimechat.bootstrap import build
 from realtimechat.edge.app import create_app
+from realtimechat.observability.logging import configure_logging
+from realtimechat.observability.tracing import configure_tracing
+from realtimechat.observability.tracing import shutdown as shutdown_tracing
 from realtimechat.settings import Settings
 from realtimechat.storage.migrate import upgrade
 
@@ -55,7 +57,8 @@ class _Server(uvicorn.Server):
 
 def serve(settings: Settings) -> None:
     """Migrate, then run one node until it is told to stop."""
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr)
+    configure_logging(settings.log_level, settings.log_format)
+    configure_tracing(settings.otel_endpoint, "realtimechat")
     upgrade(settings)
     deps = build(settings)
     app = create_app(deps)
@@ -68,6 +71,7 @@ def serve(settings: Settings) -> None:
         ws="websockets-sansio",
         lifespan="on",
         log_level=settings.log_level,
+        log_config=None,  # our structlog setup handles uvicorn's records too
         access_log=False,
         ws_ping_interval=settings.ws.heartbeat_ms / 1000,
         ws_ping_timeout=settings.ws.heartbeat_ms / 1000,
@@ -78,3 +82,4 @@ def serve(settings: Settings) -> None:
         ws_per_message_deflate=False,
     )
     _Server(config, app, settings).run()
+    shutdown_tracing()

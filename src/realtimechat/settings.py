@@ -166,6 +166,13 @@ class Settings(BaseSettings):
     # safe; a cluster may leave them to `realtimechat worker` processes instead.
     run_worker: bool = True
     log_level: str = "info"
+    log_format: Literal["json", "console"] = "json"
+    # An OTLP/HTTP collector (e.g. http://otel-collector:4318); unset, tracing is off.
+    otel_endpoint: str | None = None
+    # `realtimechat worker` serves its Prometheus metrics here (0: a free port; the
+    # worker prints it). A node serves its own at /metrics.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 9464
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)

@@ -142,7 +142,7 @@ async def restart_postgres(run: Run) -> None:
     retry_after = resp.headers.get("Retry-After")
     # The SDK sends the same client_msg_id again and again until the database is back.
     retried = asyncio.create_task(run.send(party, cmid))
-    await cluster.wait_status("database", "fail", 10)
+    await cluster.wait_status("database", "down", 10)
     await asyncio.sleep(OUTAGE_S)  # the length of the outage (the fault, not a wait)
     await cluster.start_postgres()
     run.ended()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from realtimechat.blobs.base import ObjectStore
 from realtimechat.blobs.local import LocalDiskStore
-from realtimechat.blobs.s3 import S3Store
 from realtimechat.settings import Settings
 
 
@@ -21,4 +20,6 @@ def build_store(settings: Settings, secret: bytes) -> ObjectStore:
             "set both RTC_FILES__S3_ACCESS_KEY_ID and RTC_FILES__S3_SECRET_ACCESS_KEY, "
             "or neither (to use the environment's AWS credentials)"
         )
+    from realtimechat.blobs.s3 import S3Store  # boto3 costs ~0.7 s to import: only for S3
+
     return S3Store(files)

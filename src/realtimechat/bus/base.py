@@ -46,7 +46,7 @@ class Bus(Protocol):
         """Fan out a signal that is not persisted."""
 
     def health(self) -> tuple[str, str | None]:
-        """("ok" | "degraded" | "fail", detail)."""
+        """("ok" | "degraded" | "down", detail)."""
 
     async def start(self) -> None:
         """Connect and start reading; must not fail when the bus is unreachable."""

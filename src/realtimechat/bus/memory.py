@@ -13,6 +13,7 @@ from realtimechat.bus.base import (
     EventHandler,
 )
 from realtimechat.domain.models import Event
+from realtimechat.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class MemoryBus:
     def publish(self, events: Sequence[Event]) -> None:
         for ev in events:
             self.published += 1
+            metrics.EVENTS_PUBLISHED.inc()
             for on_event, _ in self._subscribers:
                 try:
                     on_event(ev)

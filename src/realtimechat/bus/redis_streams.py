@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 import secrets
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -20,6 +21,7 @@ from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
 from realtimechat.bus.base import Bus, ConfirmedHandler, Ephemeral, EphemeralHandler, EventHandler
 from realtimechat.domain.errors import Unavailable
 from realtimechat.domain.models import Event
+from realtimechat.observability import metrics
 from realtimechat.settings import RedisSettings
 
 log = logging.getLogger(__name__)
@@ -115,6 +117,7 @@ class RedisStreamsBus:
         for ev in events:
             self._deliver(ev)
             self._enqueue((_event_fields(self._node, ev), ev))
+            metrics.EVENTS_PUBLISHED.inc()
 
     async def publish_confirmed(self, events: Sequence[Event]) -> None:
         """Deliver locally and XADD now, bypassing the queue; raise Unavailable on failure."""
@@ -245,6 +248,9 @@ class RedisStreamsBus:
             for _stream, entries in cast("list[list[Any]]", reply or []):
                 for entry_id, fields in entries:
                     self._last_id = entry_id
+                    # A stream id starts with the XADD time in ms: the reader's delay.
+                    added_ms = int(entry_id.split(b"-", 1)[0])
+                    metrics.BUS_CONSUMER_LAG.set(max(0.0, time.time() - added_ms / 1000))
                     if fields.get(b"n") != self._node:  # our own entries went out locally
                         self._receive(entry_id, fields)
 

@@ -14,7 +14,9 @@ from realtimechat.edge import errors
 from realtimechat.edge.catchup import CatchUp
 from realtimechat.edge.gateway import Gateway
 from realtimechat.edge.hub import Hub
+from realtimechat.edge.observe import ObserveMiddleware
 from realtimechat.edge.routes import auth, files, health, messages, notifications, teams
+from realtimechat.observability import metrics, tracing
 from realtimechat.resilience.shedding import GuardMiddleware
 from realtimechat.services.outbox import OutboxAcks
 from realtimechat.web import STATIC_DIR
@@ -108,6 +110,9 @@ def create_app(deps: Deps) -> FastAPI:
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
+    metrics.WS_CONNECTIONS.set_function(hub.connection_count)
+    metrics.BUS_UP.set_function(lambda: 1.0 if deps.bus.health()[0] == "ok" else 0.0)
+    tracing.instrument_app(app)
     app.add_middleware(
         GuardMiddleware,
         max_in_flight=deps.settings.limits.max_in_flight,
@@ -115,4 +120,6 @@ def create_app(deps: Deps) -> FastAPI:
         retry_after_s=deps.settings.limits.retry_after_s,
         unbounded_body_prefixes=("/api/v1/blobs/",),
     )
+    # Outermost: shed requests are counted and carry a request id too.
+    app.add_middleware(ObserveMiddleware)
     return app

@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from realtimechat.bootstrap import Deps
 from realtimechat.domain.errors import Unauthorized
+from realtimechat.observability.logging import bind
 from realtimechat.services.auth import Principal
 
 
@@ -24,6 +25,7 @@ async def current_user(request: Request) -> Principal:
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("send Authorization: Bearer <access token>")
     principal = deps.auth.authenticate(token.strip())
+    bind(user_id=principal.user_id)
     budget = await deps.limiter.hit(
         f"user:{principal.user_id}", deps.settings.limits.user_requests_per_minute
     )

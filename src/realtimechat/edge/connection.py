@@ -20,6 +20,8 @@ from starlette.websockets import WebSocket
 
 from realtimechat import protocol
 from realtimechat.domain.models import Event
+from realtimechat.ids import now_ms
+from realtimechat.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ class LiveEvent:
     channel_id: str
     seq: int
     text: str
+    created_at: int = 0  # commit time (ms): send-to-deliver latency starts here
     leave: bool = False  # the event that ends this user's membership
     join: bool = False  # the event that starts it: live delivery begins here
 
@@ -209,6 +212,10 @@ class Connection:
         if self.last_sent.get(item.channel_id, item.seq) >= item.seq:
             return
         await self.ws.send_text(item.text)
+        metrics.EVENTS_DELIVERED.inc()
+        metrics.WS_FRAMES.labels("out", "event").inc()
+        if item.created_at:
+            metrics.SEND_TO_DELIVER.observe(max(0, now_ms() - item.created_at) / 1000)
         self.last_sent[item.channel_id] = item.seq
         if item.leave:
             del self.last_sent[item.channel_id]
@@ -233,6 +240,8 @@ class Connection:
                     away = False
                 if not away:
                     await self.ws.send_text(protocol.event_frame(ev))
+                    metrics.EVENTS_DELIVERED.inc()
+                    metrics.WS_FRAMES.labels("out", "event").inc()
                 self.last_sent[channel_id] = ev.seq
                 if membership and ev.type == "member.left":
                     away = True

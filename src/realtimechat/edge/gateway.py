@@ -13,12 +13,16 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from realtimechat import protocol
 from realtimechat.bootstrap import Deps
 from realtimechat.bus.base import Ephemeral
-from realtimechat.domain.errors import ChatError, RateLimited
+from realtimechat.domain.errors import ChatError, Overloaded, RateLimited, Unavailable
 from realtimechat.domain.models import Channel
 from realtimechat.edge.connection import Connection, Resync, Rewind
 from realtimechat.edge.hub import Hub
 from realtimechat.ids import new_id
+from realtimechat.observability import metrics
+from realtimechat.observability.logging import bind
+from realtimechat.observability.tracing import tracer
 
+_FRAME_TYPES = frozenset({"send", "resume", "ping", "typing", "ack", "auth"})
 log = logging.getLogger(__name__)
 
 MAX_CURSORS = 5000
@@ -75,6 +79,7 @@ class Gateway:
         if auth is None:
             return
         user_id, cursors = auth
+        bind(user_id=user_id)
         conn = Connection(
             ws,
             user_id=user_id,
@@ -193,6 +198,7 @@ class Gateway:
                 )
                 continue
             kind = frame["type"]
+            metrics.WS_FRAMES.labels("in", kind if kind in _FRAME_TYPES else "unknown").inc()
             if kind == "send":
                 await in_flight.acquire()
                 task = asyncio.create_task(self._send(conn, frame, in_flight))
@@ -230,10 +236,13 @@ class Gateway:
                         frame,
                     )
                 )
+                metrics.SENDS.labels("ws", "client_error").inc()
                 return
-            msg, created = await self._deps.messages.send(
-                conn.user_id, channel_id, body, client_msg_id, attachments
-            )
+            with tracer.start_as_current_span("ws send", attributes={"rtc.channel_id": channel_id}):
+                msg, created = await self._deps.messages.send(
+                    conn.user_id, channel_id, body, client_msg_id, attachments
+                )
+            metrics.SENDS.labels("ws", "ok").inc()
             conn.send_frame(
                 {
                     "type": "send_ok",
@@ -243,8 +252,11 @@ class Gateway:
                 }
             )
         except ChatError as exc:
+            server_side = isinstance(exc, Unavailable | Overloaded)
+            metrics.SENDS.labels("ws", "server_error" if server_side else "client_error").inc()
             conn.send_frame(_error(exc.code, exc.detail, frame))
         except Exception:
+            metrics.SENDS.labels("ws", "server_error").inc()
             log.exception("websocket send failed")
             conn.send_frame(_error("internal_error", "the error was logged", frame))
         finally:

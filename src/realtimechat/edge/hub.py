@@ -136,17 +136,21 @@ class Hub:
         listeners = self._by_channel.get(ch)
         if not listeners:
             return
-        live = LiveEvent(ch, ev.seq, text)
+        live = LiveEvent(ch, ev.seq, text, ev.created_at)
         leaving = set(ev.left)
         for conn in list(listeners):
             if conn in joining:
-                conn.offer(LiveEvent(ch, ev.seq, text, join=True))
+                conn.offer(LiveEvent(ch, ev.seq, text, ev.created_at, join=True))
             elif conn.user_id in leaving:
-                conn.offer(LiveEvent(ch, ev.seq, text, leave=True))
+                conn.offer(LiveEvent(ch, ev.seq, text, ev.created_at, leave=True))
                 self._unroute(conn, ch)
             else:
                 conn.offer(live)
         self.delivered += len(listeners)
+
+    def connection_count(self) -> int:
+        """Open connections on this node."""
+        return sum(len(conns) for conns in self._by_user.values())
 
     def followed(self) -> list[str]:
         """The channels some local connection follows."""

@@ -38,6 +38,76 @@ NOTIFICATION_RESULTS = Counter(
     "What this process's dispatcher did with claimed jobs: sent, skipped, retried, dead.",
     ["kind", "result"],
 )
+# --- HTTP (RED per route template, never the raw path) and load shedding
+HTTP_REQUESTS = Counter(
+    "rtc_http_requests_total",
+    "HTTP requests by method, route template and status code.",
+    ["method", "route", "status"],
+)
+HTTP_DURATION = Histogram(
+    "rtc_http_request_duration_seconds",
+    "HTTP request duration by method and route template.",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+HTTP_IN_FLIGHT = Gauge("rtc_http_in_flight", "HTTP requests being served.")
+SHED = Counter(
+    "rtc_shed_total",
+    "Requests refused to protect the node: in_flight, body_too_large, db_queue, read_queue.",
+    ["reason"],
+)
+RATE_LIMITED = Counter(
+    "rtc_rate_limited_total", "Requests and frames refused by a rate limit.", ["scope"]
+)
+
+# --- messages: the SLIs of the send-success and send-to-deliver SLOs
+SENDS = Counter(
+    "rtc_message_sends_total",
+    "Message sends by transport (rest, ws) and outcome: ok, client_error (4xx: the "
+    "sender's mistake, outside the SLO), server_error (5xx: counts against it).",
+    ["transport", "outcome"],
+)
+SEND_TO_DELIVER = Histogram(
+    "rtc_send_to_deliver_seconds",
+    "From a message's commit to its frame written to a subscriber's WebSocket.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0),
+)
+EVENTS_PUBLISHED = Counter(
+    "rtc_events_published_total", "Channel events this node published to the bus."
+)
+EVENTS_DELIVERED = Counter(
+    "rtc_events_delivered_total", "Event frames written to WebSocket connections."
+)
+
+# --- WebSocket
+WS_CONNECTIONS = Gauge("rtc_ws_connections", "Open WebSocket connections on this node.")
+WS_FRAMES = Counter(
+    "rtc_ws_frames_total",
+    "WebSocket frames by direction (in, out) and type.",
+    ["direction", "type"],
+)
+WS_SLOW_CONSUMERS = Counter(
+    "rtc_ws_slow_consumer_closes_total", "Connections closed (1013) for not reading."
+)
+
+# --- bus, outbox, database, storage
+OUTBOX_LAG = Gauge(
+    "rtc_outbox_lag_seconds", "Age of the oldest event not yet confirmed on the bus (0: none)."
+)
+OUTBOX_ROWS = Gauge("rtc_outbox_rows", "Events waiting in the outbox.")
+BUS_CONSUMER_LAG = Gauge(
+    "rtc_bus_consumer_lag_seconds",
+    "How far behind the bus this node's reader is: now minus the newest event it read.",
+)
+BUS_UP = Gauge("rtc_bus_up", "1 when the bus is healthy, 0 while degraded.")
+DB_POOL_IN_USE = Gauge("rtc_db_pool_in_use", "Database connections checked out.")
+DB_POOL_SIZE = Gauge("rtc_db_pool_size", "Database connections the pool may hold.")
+DB_WRITE_QUEUE = Gauge("rtc_db_write_queue", "Write jobs waiting for the writer thread.")
+DB_READ_QUEUE = Gauge("rtc_db_read_queue", "Reads waiting for a reader thread.")
+FILE_STORAGE_USED = Gauge(
+    "rtc_file_storage_used_bytes", "Bytes reserved or used by files, all teams together."
+)
+
 JOB_STATES = ("pending", "sending", "sent", "skipped", "dead")
 BREAKER_VALUES = {"closed": 0, "half-open": 1, "open": 2}
 

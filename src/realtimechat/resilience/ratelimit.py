@@ -23,6 +23,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from realtimechat.domain.errors import RateLimited
+from realtimechat.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,7 @@ class RateLimiter:
             spent = await self._spend(self._local, item, key)
         allowed, budget = spent
         if not allowed:
+            metrics.RATE_LIMITED.labels(key.partition(":")[0]).inc()
             raise RateLimitExceeded(budget)
         return budget
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 
+from realtimechat.observability import metrics
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -71,6 +73,7 @@ class GuardMiddleware:
             return
         if self.in_flight >= self.max_in_flight:
             self.shed += 1
+            metrics.SHED.labels("in_flight").inc()
             await _problem(
                 send,
                 503,
@@ -88,6 +91,7 @@ class GuardMiddleware:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                metrics.SHED.labels("body_too_large").inc()
                 await _problem(send, 413, "request_too_large", "Request too large", [])
                 return
         seen = 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import queue
 import threading
@@ -30,6 +31,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from realtimechat.domain.errors import Overloaded, Unavailable
+from realtimechat.observability import metrics, tracing
 from realtimechat.settings import Settings
 from realtimechat.storage.repositories import OUTBOX
 
@@ -45,6 +47,9 @@ class _Job:
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
     on_commit: Callable[[Any], None] | None
+    # The caller's context (trace span, log ids), entered while the job runs on the
+    # writer thread, so its statements belong to the request that asked for them.
+    ctx: contextvars.Context
 
 
 _STOP = object()
@@ -128,6 +133,8 @@ class Database:
             self._read_engine = _postgres_engine(url, settings, pool_size=settings.db.read_threads)
         else:
             raise ValueError(f"unsupported database URL {url!r}: use sqlite:///… or postgresql://…")
+        tracing.instrument_engine(self._write_engine)
+        tracing.instrument_engine(self._read_engine)
         self._jobs: queue.Queue[Any] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._readers = ThreadPoolExecutor(
@@ -183,10 +190,11 @@ class Database:
         if self._writer is None:
             raise Unavailable(detail="database writer is not running")
         if self._jobs.qsize() >= self._settings.db.max_queue:
+            metrics.SHED.labels("db_queue").inc()
             raise Overloaded(self._settings.limits.retry_after_s, "database write queue is full")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        self._jobs.put(_Job(work, fut, loop, on_commit))
+        self._jobs.put(_Job(work, fut, loop, on_commit, contextvars.copy_context()))
         try:
             # Shielded: on a timeout the job still runs and commits; a retried send finds it.
             return await asyncio.wait_for(asyncio.shield(fut), self._settings.db.timeout_s)
@@ -205,11 +213,14 @@ class Database:
     async def read(self, work: Work[T]) -> T:
         """Run `work` in a read transaction on a reader thread."""
         if self._reads_waiting() >= self._settings.db.max_read_queue:
+            metrics.SHED.labels("read_queue").inc()
             raise Overloaded(self._settings.limits.retry_after_s, "database read queue is full")
         loop = asyncio.get_running_loop()
         try:
             return await asyncio.wait_for(
-                loop.run_in_executor(self._readers, self._run_read, work),
+                loop.run_in_executor(
+                    self._readers, contextvars.copy_context().run, self._run_read, work
+                ),
                 self._settings.db.timeout_s,
             )
         except TimeoutError:
@@ -296,7 +307,7 @@ class Database:
         with conn.begin() as tx:
             for i, job in enumerate(batch):
                 try:
-                    value = job.work(conn)
+                    value = job.ctx.run(job.work, conn)
                 except Exception as exc:
                     failed = (i, exc)
                     tx.rollback()
@@ -321,7 +332,7 @@ class Database:
                 raw = conn.connection.cursor()
                 raw.execute("SAVEPOINT job")
                 try:
-                    value = job.work(conn)
+                    value = job.ctx.run(job.work, conn)
                 except Exception as exc:
                     raw.execute("ROLLBACK TO SAVEPOINT job")
                     results.append((job.future, None, exc, None))
@@ -337,7 +348,7 @@ class Database:
         statement is one, and at low load most batches hold a single job)."""
         tx = conn.begin()
         try:
-            value = job.work(conn)
+            value = job.ctx.run(job.work, conn)
         except Exception as exc:
             tx.rollback()
             self._answer([job], [(job.future, None, exc, None)])

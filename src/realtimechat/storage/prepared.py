@@ -18,6 +18,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import Compiled
 
+from realtimechat.observability import tracing
+
 
 class Prepared:
     """One Core statement, compiled on first use for each dialect."""
@@ -42,7 +44,15 @@ class Prepared:
         cursor = conn.connection.cursor()
         dbapi_error = conn.dialect.loaded_dbapi.Error
         try:
-            cursor.execute(compiled.string, args)
+            if tracing.enabled():
+                # These bypass SQLAlchemy's events, so its instrumentation sees nothing.
+                with tracing.tracer.start_as_current_span(
+                    compiled.string.split(None, 1)[0],
+                    attributes={"db.system": conn.dialect.name, "db.statement": compiled.string},
+                ):
+                    cursor.execute(compiled.string, args)
+            else:
+                cursor.execute(compiled.string, args)
         except dbapi_error as exc:
             # Raised as SQLAlchemy raises it (IntegrityError, OperationalError, …), so
             # callers handle a duplicate key or a lost server the same on either path.

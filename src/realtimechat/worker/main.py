@@ -11,14 +11,19 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
+
+from prometheus_client import start_http_server
 
 from realtimechat.bus.base import Bus
 from realtimechat.ids import now_ms
+from realtimechat.observability.logging import configure_logging
+from realtimechat.observability.tracing import configure_tracing
+from realtimechat.observability.tracing import shutdown as shutdown_tracing
 from realtimechat.providers.factory import build_providers
 from realtimechat.services.dispatcher import NotificationDispatcher
 from realtimechat.services.files import FileService
 from realtimechat.services.outbox import OutboxRelay, Publish
+from realtimechat.services.stats import refresh_metrics
 from realtimechat.settings import Settings
 from realtimechat.storage import tokens
 from realtimechat.storage.database import Database
@@ -27,6 +32,7 @@ from realtimechat.storage.migrate import upgrade
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_S = 600.0
+METRICS_REFRESH_S = 5.0
 
 
 class Worker:
@@ -94,10 +100,17 @@ async def _main(settings: Settings) -> None:
     await bus.start()
     worker = Worker(db=db, publish=relay_publish(bus), settings=settings, files=files)
     worker.start()
+    metrics_port = _serve_metrics(settings)
+    refresher = asyncio.create_task(_refresh_metrics(db), name="metrics-refresh")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if metrics_port is not None:  # before the ready line, so whoever waits for it has both
+        print(
+            f"worker metrics at http://{settings.worker_metrics_host}:{metrics_port}/metrics",
+            flush=True,
+        )
     print(
         f"RealTimeChat worker is running (outbox relay: {'on' if worker.relay else 'off'}; "
         f"push: {worker.providers.push.name}, e-mail: {worker.providers.email.name})",
@@ -105,6 +118,7 @@ async def _main(settings: Settings) -> None:
     )
     await stop.wait()
     log.info("worker stopping")
+    refresher.cancel()
     await worker.stop()
     with contextlib.suppress(Exception):
         await bus.close()
@@ -112,8 +126,35 @@ async def _main(settings: Settings) -> None:
     await db.close()
 
 
+def _serve_metrics(settings: Settings) -> int | None:
+    """Serve /metrics on the worker's own port; the port, or None if it is taken."""
+    try:
+        server, _thread = start_http_server(
+            settings.worker_metrics_port, addr=settings.worker_metrics_host
+        )
+    except OSError as exc:
+        # Several workers on one host: the first serves; the others run without.
+        log.warning("worker metrics port %d unavailable: %s", settings.worker_metrics_port, exc)
+        return None
+    return int(server.server_port)
+
+
+async def _refresh_metrics(db: Database) -> None:
+    """Keep the stored figures (jobs, outbox, storage) fresh for scrapes."""
+    while True:
+        try:
+            await refresh_metrics(db)
+        except Exception as exc:
+            log.debug("metrics refresh failed: %r", exc)
+        await asyncio.sleep(METRICS_REFRESH_S)
+
+
 def run(settings: Settings) -> None:
     """Migrate, then run the worker until SIGTERM/SIGINT."""
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr)
+    configure_logging(settings.log_level, settings.log_format)
+    configure_tracing(settings.otel_endpoint, "realtimechat-worker")
     upgrade(settings)
-    asyncio.run(_main(settings))
+    try:
+        asyncio.run(_main(settings))
+    finally:
+        shutdown_tracing()

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from realtimechat.edge.auth import deps_of
 from realtimechat.edge.responses import json
 from realtimechat.observability import metrics
+from realtimechat.services.stats import refresh_metrics
 
 router = APIRouter(tags=["health"])
 
@@ -27,10 +28,7 @@ async def metrics_endpoint(request: Request) -> Response:
     """Prometheus text exposition; stored job counts are read for each scrape."""
     deps = deps_of(request)
     with contextlib.suppress(Exception):  # a scrape must not fail with the database
-        counts = await asyncio.wait_for(
-            deps.notifications.job_counts(), deps.settings.db.health_timeout_s
-        )
-        metrics.set_job_counts(counts)
+        await asyncio.wait_for(refresh_metrics(deps.db), deps.settings.db.health_timeout_s)
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)
 
@@ -49,7 +47,11 @@ async def readyz(request: Request) -> Response:
             "pool": deps.db.pool_status(),
         }
     except Exception as exc:
-        checks["database"] = {"status": "fail", "detail": exc.__class__.__name__}
+        checks["database"] = {
+            "status": "down",
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            "detail": exc.__class__.__name__,
+        }
     for name, (dep_status, detail) in (
         ("bus", deps.bus.health()),
         ("rate_limits", deps.limiter.health()),
@@ -60,13 +62,13 @@ async def readyz(request: Request) -> Response:
     draining = request.app.state.gateway.draining
     if draining:
         status = "draining"
-    elif any(c["status"] == "fail" for c in checks.values()):
-        status = "fail"
+    elif any(c["status"] == "down" for c in checks.values()):
+        status = "down"
     elif any(c["status"] != "ok" for c in checks.values()):
         status = "degraded"
     else:
         status = "ok"
-    code = 503 if status in ("draining", "fail") else 200
+    code = 503 if status in ("draining", "down") else 200
     return json({"status": status, "checks": checks}, code)
 
 
