@@ -82,6 +82,36 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--connections", type=int, default=10_000, help="for --shape conns")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
+    smoke = sub.add_parser(
+        "smoke",
+        help="post-deploy smoke test of a running node (exit 0: every step passed)",
+        description="Registers two throwaway users (@smoke.invalid), sends over REST and "
+        "receives over the WebSocket, checks /livez and /readyz, then cleans up. "
+        "Prints a line per step; exits 0 when all passed, 1 otherwise.",
+    )
+    smoke.add_argument("url", help="the node's base URL, e.g. https://chat.example.com")
+    smoke.add_argument("--timeout", type=float, default=30.0, help="for the whole check (30 s)")
+    smoke.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    backup = sub.add_parser(
+        "backup",
+        help="back up the embedded data (SQLite snapshot, secret.key, files) to a .tar.gz",
+        description="Consistent while servers run. PostgreSQL: use pg_dump (exit 2 here); "
+        "see docs/operations.md.",
+    )
+    backup.add_argument("out", type=Path, help="archive to write (a directory: a dated name in it)")
+    _add_data_dir(backup)
+
+    restore = sub.add_parser(
+        "restore",
+        help="restore a backup archive into a data directory (stop its servers first)",
+        description="Refuses a non-empty data directory unless --force (which moves the old "
+        "data aside). PostgreSQL: use pg_restore (exit 2 here); see docs/operations.md.",
+    )
+    restore.add_argument("archive", type=Path, help="a .tar.gz written by `realtimechat backup`")
+    restore.add_argument("--force", action="store_true", help="replace existing data")
+    _add_data_dir(restore)
+
     args = parser.parse_args(argv)
     settings = _settings(args)
     if args.command == "serve":
@@ -112,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if report.get("lost", 0) == 0 and report.get("duplicated", 0) == 0 else 1
     elif args.command == "flags":
         return _flags(settings, args.name, args.value)
+    elif args.command == "smoke":
+        return _smoke(args.url, args.timeout, args.json)
+    elif args.command in ("backup", "restore"):
+        return _backup_or_restore(settings, args)
     elif args.command == "migrate":
         from realtimechat.storage.migrate import upgrade
 
@@ -142,6 +176,57 @@ def _flags(settings: Settings, name: str | None, value: str | None) -> int:
             print(f"{flag.name:10} {'on' if flag.enabled else 'off':4} {flag.description}")
     finally:
         asyncio.run(db.close())
+    return 0
+
+
+def _smoke(url: str, timeout_s: float, as_json: bool) -> int:
+    import asyncio
+
+    import orjson
+
+    from realtimechat.ops.smoke import StepResult, smoke
+
+    def show(step: StepResult) -> None:
+        # As each step ends, so a CI log shows where a hanging check is.
+        print(step.line(), flush=True)
+
+    report = asyncio.run(smoke(url, timeout_s=timeout_s, on_step=None if as_json else show))
+    if as_json:
+        print(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(report.verdict())
+    return 0 if report.ok else 1
+
+
+def _backup_or_restore(settings: Settings, args: argparse.Namespace) -> int:
+    from realtimechat.ops.backup import BackupError, NotEmbedded, backup, restore
+
+    try:
+        if args.command == "backup":
+            done = backup(settings, args.out)
+            print(
+                f"backup written: {done.archive} ({done.archive_bytes} bytes, "
+                f"{done.duration_s} s): schema {done.alembic_revision}, {done.messages} "
+                f"messages, {done.events} events, {done.files} files, "
+                f"secret.key {'included' if done.secret_key else 'MISSING'}"
+            )
+        else:
+            got = restore(settings, args.archive, force=args.force)
+            print(
+                f"restored into {got.data_dir} the backup of {got.created_at}: schema "
+                f"{got.alembic_revision}, {got.messages} messages, {got.events} events, "
+                f"{got.files} files, integrity ok; {got.epochs_renewed} channel epochs renewed"
+            )
+            if got.moved_aside is not None:
+                print(f"the data it replaced is in {got.moved_aside}")
+            for warning in got.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
+    except NotEmbedded as exc:
+        print(f"realtimechat {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except BackupError as exc:
+        print(f"realtimechat {args.command} failed: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
