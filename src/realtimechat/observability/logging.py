@@ -37,6 +37,7 @@ def add_trace_ids(_logger: Any, _name: str, event: EventDict) -> EventDict:
 
 def redact(_logger: Any, _name: str, event: EventDict) -> EventDict:
     """Mask signatures in logged URLs and values of secret-named fields."""
+    event.pop("color_message", None)  # uvicorn's ANSI-coloured copy of the message
     for key in list(event):
         if key.lower() in _SECRET_KEYS:
             event[key] = "[redacted]"
