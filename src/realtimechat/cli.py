@@ -55,6 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     flags.add_argument("value", nargs="?", choices=["on", "off"], help="its new value")
     _add_data_dir(flags)
 
+    reconcile = sub.add_parser(
+        "reconcile",
+        help="reconcile file storage with the database now (the worker does it periodically)",
+        description="Removes abandoned uploads and objects with no file, corrects each "
+        "team's usage, and prints what it fixed as JSON.",
+    )
+    _add_data_dir(reconcile)
+
     bench = sub.add_parser(
         "bench",
         help="measure throughput, latency, loss and duplicates (JSON on stdout)",
@@ -142,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if report.get("lost", 0) == 0 and report.get("duplicated", 0) == 0 else 1
     elif args.command == "flags":
         return _flags(settings, args.name, args.value)
+    elif args.command == "reconcile":
+        return _reconcile(settings)
     elif args.command == "smoke":
         return _smoke(args.url, args.timeout, args.json)
     elif args.command in ("backup", "restore"):
@@ -151,6 +161,31 @@ def main(argv: list[str] | None = None) -> int:
 
         upgrade(settings)
         print(f"database is up to date: {settings.db_url()}")
+    return 0
+
+
+def _reconcile(settings: Settings) -> int:
+    import asyncio
+
+    import orjson
+
+    from realtimechat.bootstrap import build_files, signing_secret
+    from realtimechat.storage.database import Database
+    from realtimechat.storage.migrate import upgrade
+
+    upgrade(settings)
+    db = Database(settings)
+    files = build_files(settings, db, signing_secret(settings, db))
+
+    async def run() -> dict[str, object]:
+        db.start()
+        try:
+            return (await files.reconcile()).to_json()
+        finally:
+            await files.store.close()
+            await db.close()
+
+    print(orjson.dumps(asyncio.run(run()), option=orjson.OPT_INDENT_2).decode())
     return 0
 
 

@@ -381,3 +381,27 @@ async def test_sdk_upload_reports_progress_and_a_cancelled_one_gives_its_quota_b
         with pytest.raises(asyncio.CancelledError):
             await task
         assert await used(alice, team_id) == 0
+
+
+def test_reconcile_command_reports_what_it_fixed(tmp_path: Any) -> None:
+    import json as jsonlib
+    import subprocess
+    import sys
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "realtimechat", *args, "--data-dir", str(tmp_path)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    assert run("migrate").returncode == 0
+    orphan = tmp_path / "files" / "teams" / "gone-team" / "gone-file"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"left behind by a crash")
+    done = run("reconcile")
+    assert done.returncode == 0, done.stderr
+    report = jsonlib.loads(done.stdout)
+    assert report["orphaned_objects"] == ["teams/gone-team/gone-file"]
+    assert not orphan.exists()
+    again = jsonlib.loads(run("reconcile").stdout)
+    assert again == {"abandoned_uploads": [], "orphaned_objects": [], "usage_corrected": {}}
