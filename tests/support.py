@@ -31,11 +31,16 @@ class ChildProcess:
     proc: subprocess.Popen[bytes] | None = None
     output: list[str] = field(default_factory=list)
 
+    def command(self, args: list[str]) -> list[str]:
+        """How `realtimechat <args>` is started (a subclass may run other code)."""
+        return [sys.executable, "-m", "realtimechat", *args]
+
     async def launch(self, args: list[str], ready: str) -> str:
         """Start `realtimechat <args>`; wait for the line containing `ready` (no sleeping)."""
         env = {**os.environ, **FAST_HASH, **self.env}
-        cmd = [sys.executable, "-m", "realtimechat", *args]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            self.command(args), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         assert self.proc.stdout is not None
         stdout = self.proc.stdout
 

@@ -460,30 +460,11 @@ class PreviousRelease(ServerProcess):
     src: Path = Path()
     skip_startup_migration: bool = False
 
-    async def launch(self, args: list[str], ready: str) -> str:
-        # ChildProcess.launch runs `python -m realtimechat`; the pre-tolerance launcher
-        # needs `python -c`, so this is the same start with that one difference.
-        env = {**os.environ, **FAST_HASH, **self.env, "PYTHONPATH": str(self.src)}
-        cmd = [sys.executable, "-m", "realtimechat", *args]
+    def command(self, args: list[str]) -> list[str]:
+        # The pre-tolerance launcher needs `python -c` instead of `python -m realtimechat`.
         if self.skip_startup_migration:
-            cmd = [sys.executable, "-c", SKIP_STARTUP_MIGRATION, *args]
-        self.proc = subprocess.Popen(
-            cmd, env=env, cwd="/", stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-        assert self.proc.stdout is not None
-        stdout = self.proc.stdout
-
-        def wait_for_ready() -> str:
-            for raw in iter(stdout.readline, b""):
-                line = raw.decode(errors="replace").rstrip()
-                self.output.append(line)
-                if ready in line:
-                    return line
-            raise RuntimeError(f"{args[0]} exited:\n" + "\n".join(self.output))
-
-        line = await asyncio.wait_for(asyncio.to_thread(wait_for_ready), 60)
-        asyncio.get_running_loop().run_in_executor(None, self._drain_output)
-        return line
+            return [sys.executable, "-c", SKIP_STARTUP_MIGRATION, *args]
+        return super().command(args)
 
 
 @contextlib.asynccontextmanager
@@ -491,7 +472,7 @@ async def previous_server(data_dir: Path, src: Path) -> AsyncIterator[PreviousRe
     """The previous release serving `data_dir`, started as a rollback would start it."""
     migrate_py = (src / "realtimechat" / "storage" / "migrate.py").read_text()
     tolerant = "def unknown_revisions" in migrate_py
-    node = PreviousRelease(data_dir, {}, src=src)
+    node = PreviousRelease(data_dir, {"PYTHONPATH": str(src)}, src=src)
     try:
         if tolerant:
             await node.start()
@@ -499,7 +480,9 @@ async def previous_server(data_dir: Path, src: Path) -> AsyncIterator[PreviousRe
             # Found: such a release's Alembic refuses the newer revision and it exits.
             with pytest.raises(RuntimeError, match="Can't locate revision identified by"):
                 await node.start()
-            node = PreviousRelease(data_dir, {}, src=src, skip_startup_migration=True)
+            node = PreviousRelease(
+                data_dir, {"PYTHONPATH": str(src)}, src=src, skip_startup_migration=True
+            )
             await node.start()
         yield node
     finally:

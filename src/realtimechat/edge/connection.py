@@ -33,6 +33,7 @@ REPLAY_PAGE = 200
 _DELIVERED = metrics.EVENTS_DELIVERED
 _EVENT_FRAMES_OUT = metrics.WS_FRAMES.labels("out", "event")
 
+
 @dataclass(frozen=True, slots=True)
 class SendFrame:
     text: str
