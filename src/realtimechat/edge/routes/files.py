@@ -5,9 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
+from realtimechat.blobs.base import StoreUnavailable
 from realtimechat.blobs.local import BadSignature, DigestMismatch, LinkError, LocalDiskStore
 from realtimechat.blobs.local import TooLarge as BlobTooLarge
-from realtimechat.domain.errors import ChecksumMismatch, LinkInvalid, NotFound, TooLarge
+from realtimechat.domain.errors import (
+    ChecksumMismatch,
+    LinkInvalid,
+    NotFound,
+    TooLarge,
+    Unavailable,
+)
 from realtimechat.edge.auth import AppDeps, CurrentUser
 from realtimechat.edge.responses import json
 from realtimechat.edge.schemas import FileIn
@@ -96,6 +103,8 @@ async def put_blob(key: str, request: Request, deps: AppDeps) -> Response:
         raise TooLarge(f"this upload was declared as {declared} bytes") from None
     except DigestMismatch as exc:
         raise ChecksumMismatch(f"{exc}; declared {params['sha256']}") from None
+    except StoreUnavailable as exc:  # the disk is full or failing: retry later
+        raise Unavailable(detail=f"file storage is unavailable: {exc}") from exc
     return json({"size": stored.size, "sha256": stored.sha256})
 
 
