@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import orjson
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.typing import EncodableT, FieldT
 
 from realtimechat.bus.base import Bus, Ephemeral
@@ -171,9 +172,12 @@ async def test_redis_outage_degrades_and_heals_without_restarting_the_bus(
         a.publish(before)
         await rec_b.wait_for_counts(1)
 
+        await a.ping()  # the /readyz round trip
         await asyncio.to_thread(redis.kill)
         await eventually(lambda: a.health()[0] == b.health()[0] == "degraded")
         assert a.health()[1]
+        with pytest.raises(RedisConnectionError):
+            await a.ping()
         during = make_events("c1", 2, 3)
         started = time.perf_counter()
         a.publish(during)

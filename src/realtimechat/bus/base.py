@@ -48,6 +48,9 @@ class Bus(Protocol):
     def health(self) -> tuple[str, str | None]:
         """("ok" | "degraded" | "down", detail)."""
 
+    async def ping(self) -> None:
+        """One round trip to the bus's server (none in process); raises if it fails."""
+
     async def start(self) -> None:
         """Connect and start reading; must not fail when the bus is unreachable."""
 

@@ -56,6 +56,9 @@ class MemoryBus:
     def health(self) -> tuple[str, str | None]:
         return "ok", None
 
+    async def ping(self) -> None:
+        return None
+
     async def start(self) -> None:
         return None
 

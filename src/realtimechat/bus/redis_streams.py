@@ -147,6 +147,12 @@ class RedisStreamsBus:
         reason = next(iter(self._errors.values()), None)
         return ("ok", None) if reason is None else ("degraded", reason)
 
+    async def ping(self) -> None:
+        """PING Redis (bounded by the client's timeout)."""
+        if self._client is None:
+            raise Unavailable(detail="redis bus is not running")
+        await self._client.ping()
+
     async def start(self) -> None:
         """Create the clients, pin the start position and start the tasks; never raises."""
         if self._client is not None:

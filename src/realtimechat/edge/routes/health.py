@@ -52,11 +52,12 @@ async def readyz(request: Request) -> Response:
             "latency_ms": round((time.perf_counter() - started) * 1000, 2),
             "detail": exc.__class__.__name__,
         }
-    for name, (dep_status, detail) in (
-        ("bus", deps.bus.health()),
-        ("rate_limits", deps.limiter.health()),
-    ):
-        checks[name] = {"status": dep_status, **({"detail": detail} if detail else {})}
+    checks["bus"] = await _bus(request)
+    limits_status, limits_detail = deps.limiter.health()
+    checks["rate_limits"] = {
+        "status": limits_status,
+        **({"detail": limits_detail} if limits_detail else {}),
+    }
     checks["storage"] = await _storage(request)
     checks["notifications"] = await _notifications(request)
     draining = request.app.state.gateway.draining
@@ -108,3 +109,16 @@ async def _storage(request: Request) -> dict[str, object]:
         "backend": deps.files.store.name,
         "latency_ms": round((time.perf_counter() - started) * 1000, 2),
     }
+
+
+async def _bus(request: Request) -> dict[str, object]:
+    """The bus's own view (degraded while its loops fail) and a round trip to it now."""
+    deps = deps_of(request)
+    status, detail = deps.bus.health()
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(deps.bus.ping(), deps.settings.redis.timeout_s)
+    except Exception as exc:
+        return {"status": "degraded", "detail": detail or repr(exc)}
+    latency = round((time.perf_counter() - started) * 1000, 2)
+    return {"status": status, "latency_ms": latency, **({"detail": detail} if detail else {})}
