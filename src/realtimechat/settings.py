@@ -166,7 +166,8 @@ class Settings(BaseSettings):
     # safe; a cluster may leave them to `realtimechat worker` processes instead.
     run_worker: bool = True
     log_level: str = "info"
-    log_format: Literal["json", "console"] = "json"
+    # auto: readable text on a terminal, JSON lines otherwise (under a process manager).
+    log_format: Literal["auto", "json", "console"] = "auto"
     # An OTLP/HTTP collector (e.g. http://otel-collector:4318); unset, tracing is off.
     otel_endpoint: str | None = None
     # `realtimechat worker` serves its Prometheus metrics here (0: a free port; the

@@ -47,8 +47,10 @@ def redact(_logger: Any, _name: str, event: EventDict) -> EventDict:
     return event
 
 
-def configure_logging(level: str, fmt: Literal["json", "console"] = "json") -> None:
+def configure_logging(level: str, fmt: Literal["auto", "json", "console"] = "auto") -> None:
     """Route every logger through structlog, rendering JSON lines (or console text)."""
+    if fmt == "auto":
+        fmt = "console" if sys.stderr.isatty() else "json"
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
