@@ -136,6 +136,19 @@ async def running_server(tmp: Path, **env: str) -> AsyncIterator[ServerProcess]:
         await server.stop()
 
 
+class ManualClock:
+    """A monotonic clock that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def unique(prefix: str = "x") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 

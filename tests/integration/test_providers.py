@@ -34,24 +34,12 @@ from tests.fake_providers import (  # noqa: F401 (the fixtures)
     fake_fcm_fixture,
     fake_sendgrid_fixture,
 )
+from tests.support import ManualClock
 
 
 def state(guard: ProviderGuard) -> str:
     """The breaker state, read afresh (a helper, so mypy does not narrow it between reads)."""
     return guard.state
-
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def push(job_id: str = "job-1", token: str = "device-token-0123456789", **data: str) -> PushMessage:
@@ -116,7 +104,7 @@ async def test_push_arrives_in_fcm_v1_shape(fake_fcm: FakeFcm, fcm: FcmPush) -> 
 
 
 async def test_access_token_is_reused_then_renewed_before_it_expires(fake_fcm: FakeFcm) -> None:
-    clock = Clock()
+    clock = ManualClock()
     fake_fcm.token_ttl = 600
     adapter = FcmPush(fake_fcm.push_settings(), clock=clock)
     try:
@@ -249,7 +237,7 @@ async def test_slow_provider_is_unavailable_after_the_timeout(
 
 
 def guard_and_send(
-    fake_fcm: FakeFcm, fcm: FcmPush, clock: Clock, **settings: float
+    fake_fcm: FakeFcm, fcm: FcmPush, clock: ManualClock, **settings: float
 ) -> tuple[ProviderGuard, Callable[[str], Coroutine[Any, Any, str]]]:
     guard = ProviderGuard("push", fake_fcm.push_settings(**settings), clock=clock)
 
@@ -262,7 +250,7 @@ def guard_and_send(
 async def test_breaker_opens_fails_fast_then_a_successful_trial_closes_it(
     fake_fcm: FakeFcm, fcm: FcmPush
 ) -> None:
-    clock = Clock()
+    clock = ManualClock()
     guard, send = guard_and_send(fake_fcm, fcm, clock, breaker_failures=3, breaker_reset_s=30)
     fake_fcm.behave("fail")
     for i in range(3):
@@ -296,7 +284,7 @@ async def test_breaker_opens_fails_fast_then_a_successful_trial_closes_it(
 
 
 async def test_a_failed_trial_reopens_the_breaker(fake_fcm: FakeFcm, fcm: FcmPush) -> None:
-    clock = Clock()
+    clock = ManualClock()
     guard, send = guard_and_send(fake_fcm, fcm, clock, breaker_failures=2, breaker_reset_s=5)
     fake_fcm.behave("fail")
     for i in range(2):
@@ -317,7 +305,7 @@ async def test_a_failed_trial_reopens_the_breaker(fake_fcm: FakeFcm, fcm: FcmPus
 
 
 async def test_half_open_lets_exactly_one_trial_through(fake_fcm: FakeFcm, fcm: FcmPush) -> None:
-    clock = Clock()
+    clock = ManualClock()
     guard, send = guard_and_send(
         fake_fcm, fcm, clock, breaker_failures=1, breaker_reset_s=5, timeout_s=5
     )
@@ -341,7 +329,7 @@ async def test_half_open_lets_exactly_one_trial_through(fake_fcm: FakeFcm, fcm: 
 async def test_rate_limits_and_rejections_do_not_open_the_breaker(
     fake_fcm: FakeFcm, fcm: FcmPush
 ) -> None:
-    guard, send = guard_and_send(fake_fcm, fcm, Clock(), breaker_failures=2)
+    guard, send = guard_and_send(fake_fcm, fcm, ManualClock(), breaker_failures=2)
     fake_fcm.behave("ratelimit", 1)
     for i in range(4):
         with pytest.raises(RateLimited):

@@ -16,21 +16,9 @@ import pytest
 
 from realtimechat.resilience.ratelimit import Budget, RateLimiter, RateLimitExceeded
 from tests.redis_server import redis_server
+from tests.support import ManualClock
 
 LOGGER = "realtimechat.resilience.ratelimit"
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 async def timed(hit: Awaitable[Budget]) -> tuple[Budget, float]:
@@ -75,7 +63,7 @@ async def test_outage_counts_locally_then_returns_to_the_shared_budget(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger=LOGGER)
-    clock = FakeClock()
+    clock = ManualClock()
     async with redis_server() as redis:
         a = RateLimiter(redis.url, timeout_s=1.0, retry_s=0.5, clock=clock)
         b = RateLimiter(redis.url, timeout_s=1.0, retry_s=0.5, clock=clock)
@@ -129,7 +117,7 @@ async def test_outage_counts_locally_then_returns_to_the_shared_budget(
 
 
 async def test_a_hung_redis_costs_one_timeout_per_back_off() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     timeout_s = 0.3
     async with redis_server() as redis:
         limiter = RateLimiter(redis.url, timeout_s=timeout_s, retry_s=0.5, clock=clock)

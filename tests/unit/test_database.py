@@ -409,3 +409,35 @@ async def test_a_job_that_loses_the_server_midway_is_unavailable_not_a_500(
         assert await db.write(lambda c: c.exec_driver_sql("SELECT 3").scalar()) == 3
     finally:
         await db.close()
+
+
+async def test_housekeeping_deletes_old_finished_jobs_and_keeps_the_rest(db: Database) -> None:
+    from realtimechat.storage import notifications as notes
+    from realtimechat.storage.tables import notification_jobs
+
+    day = 24 * 3600 * 1000
+    now = 100 * day
+    rows = {
+        "old-sent": ("sent", now - 8 * day),
+        "old-skipped": ("skipped", now - 8 * day),
+        "new-sent": ("sent", now - 1 * day),
+        "dead-8d": ("dead", now - 8 * day),
+        "dead-31d": ("dead", now - 31 * day),
+        "old-pending": ("pending", now - 60 * day),
+        "old-sending": ("sending", now - 60 * day),
+    }
+
+    def seed(conn: Connection) -> None:
+        for job_id, (state, updated_at) in rows.items():
+            conn.execute(
+                notification_jobs.insert().values(
+                    id=job_id, user_id="u", channel_id="c", seq=1, kind="push",
+                    reason="dm", state=state, due_at=0, created_at=0, updated_at=updated_at,
+                )
+            )  # fmt: skip
+
+    await db.write(seed)
+    deleted = await db.write(lambda c: notes.delete_finished(c, now - 7 * day, now - 30 * day))
+    assert deleted == 3
+    left = await db.read(lambda c: set(c.execute(sa.select(notification_jobs.c.id)).scalars()))
+    assert left == {"new-sent", "dead-8d", "old-pending", "old-sending"}

@@ -31,6 +31,13 @@ from realtimechat.storage.tables import (
 
 _ns = notification_settings
 _cs = channel_notification_settings
+# A user's switches and the channel's mute, with their defaults when never set
+# (queries that use them outer-join _ns and _cs).
+_SETTINGS = (
+    sa.func.coalesce(_ns.c.push, sa.true()).label("push"),
+    sa.func.coalesce(_ns.c.email, sa.true()).label("email"),
+    sa.func.coalesce(_cs.c.muted, sa.false()).label("muted"),
+)
 
 
 def _recipients_query() -> sa.Select[Any]:
@@ -39,9 +46,7 @@ def _recipients_query() -> sa.Select[Any]:
         sa.select(
             channel_members.c.user_id,
             users.c.display_name,
-            sa.func.coalesce(_ns.c.push, sa.true()).label("push"),
-            sa.func.coalesce(_ns.c.email, sa.true()).label("email"),
-            sa.func.coalesce(_cs.c.muted, sa.false()).label("muted"),
+            *_SETTINGS,
             has_device.label("has_device"),
         )
         .select_from(
@@ -214,6 +219,18 @@ def retry_jobs(
         )
 
 
+def delete_finished(conn: Connection, sent_before: int, dead_before: int, limit: int = 1000) -> int:
+    """Delete up to `limit` finished jobs: sent or skipped ones updated before
+    `sent_before`, dead ones (kept longer, for requeueing) before `dead_before`."""
+    nj = notification_jobs
+    old = sa.or_(
+        sa.and_(nj.c.state.in_(("sent", "skipped")), nj.c.updated_at < sent_before),
+        sa.and_(nj.c.state == "dead", nj.c.updated_at < dead_before),
+    )
+    ids = sa.select(nj.c.id).where(old).limit(limit)
+    return int(conn.execute(nj.delete().where(nj.c.id.in_(ids.scalar_subquery()))).rowcount)
+
+
 def job_counts(conn: Connection) -> dict[str, dict[str, int]]:
     """Jobs by kind and state."""
     nj = notification_jobs
@@ -237,9 +254,7 @@ def job_context(conn: Connection, channel_id: str, seq: int, user_id: str) -> di
             channels.c.name.label("channel"),
             channels.c.kind,
             channel_members.c.read_seq,
-            sa.func.coalesce(_ns.c.push, sa.true()).label("push"),
-            sa.func.coalesce(_ns.c.email, sa.true()).label("email"),
-            sa.func.coalesce(_cs.c.muted, sa.false()).label("muted"),
+            *_SETTINGS,
         )
         .select_from(
             messages.join(users, users.c.id == messages.c.sender_id)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import start_http_server
 
@@ -25,6 +26,7 @@ from realtimechat.services.files import FileService
 from realtimechat.services.outbox import OutboxRelay, Publish
 from realtimechat.services.stats import refresh_metrics
 from realtimechat.settings import Settings
+from realtimechat.storage import notifications as notes
 from realtimechat.storage import tokens
 from realtimechat.storage.database import Database
 from realtimechat.storage.migrate import upgrade
@@ -33,6 +35,9 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_S = 600.0
 METRICS_REFRESH_S = 5.0
+# Finished jobs are kept a while for on-call to look at; dead ones longer, to requeue.
+FINISHED_JOBS_KEPT_MS = 7 * 24 * 3600 * 1000
+DEAD_JOBS_KEPT_MS = 30 * 24 * 3600 * 1000
 
 
 class Worker:
@@ -53,9 +58,16 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
-        self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="notifications"))
-        self._tasks.append(asyncio.create_task(self._reconcile(), name="file-reconciliation"))
+        self._tasks += [
+            asyncio.create_task(
+                every(HOUSEKEEPING_S, "housekeeping", self.housekeeping), name="housekeeping"
+            ),
+            asyncio.create_task(self.dispatcher.run(), name="notifications"),
+            asyncio.create_task(
+                every(self._reconcile_s, "file reconciliation", self.files.reconcile),
+                name="file-reconciliation",
+            ),
+        ]
         if self.relay is not None:
             self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
 
@@ -66,23 +78,30 @@ class Worker:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.providers.close()
 
-    async def _housekeeping(self) -> None:
-        while True:
-            try:
-                removed = await self._db.write(lambda c: tokens.delete_expired(c, now_ms()))
-                if removed:
-                    log.info("housekeeping: deleted %d expired refresh tokens", removed)
-            except Exception as exc:
-                log.warning("housekeeping failed, trying again later: %r", exc)
-            await asyncio.sleep(HOUSEKEEPING_S)
+    async def housekeeping(self, now: int | None = None) -> tuple[int, int]:
+        """Delete expired refresh tokens and old finished notification jobs; (tokens, jobs)."""
+        now = now_ms() if now is None else now
+        expired = await self._db.write(lambda c: tokens.delete_expired(c, now))
+        finished = await self._db.write(
+            lambda c: notes.delete_finished(c, now - FINISHED_JOBS_KEPT_MS, now - DEAD_JOBS_KEPT_MS)
+        )
+        if expired or finished:
+            log.info(
+                "housekeeping: deleted %d expired refresh tokens, %d finished notification jobs",
+                expired,
+                finished,
+            )
+        return expired, finished
 
-    async def _reconcile(self) -> None:
-        while True:
-            try:
-                await self.files.reconcile()
-            except Exception as exc:
-                log.warning("file reconciliation failed, trying again later: %r", exc)
-            await asyncio.sleep(self._reconcile_s)
+
+async def every(interval_s: float, what: str, job: Callable[[], Awaitable[object]]) -> None:
+    """Run `job` now and then every `interval_s` until cancelled; a failure waits a turn."""
+    while True:
+        try:
+            await job()
+        except Exception as exc:
+            log.warning("%s failed, trying again later: %r", what, exc)
+        await asyncio.sleep(interval_s)
 
 
 def relay_publish(bus: Bus) -> Publish | None:
@@ -101,7 +120,11 @@ async def _main(settings: Settings) -> None:
     worker = Worker(db=db, publish=relay_publish(bus), settings=settings, files=files)
     worker.start()
     metrics_port = _serve_metrics(settings)
-    refresher = asyncio.create_task(_refresh_metrics(db), name="metrics-refresh")
+    # Keeps the stored figures (jobs, outbox, storage) fresh for scrapes of this port.
+    refresher = asyncio.create_task(
+        every(METRICS_REFRESH_S, "metrics refresh", lambda: refresh_metrics(db)),
+        name="metrics-refresh",
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -137,16 +160,6 @@ def _serve_metrics(settings: Settings) -> int | None:
         log.warning("worker metrics port %d unavailable: %s", settings.worker_metrics_port, exc)
         return None
     return int(server.server_port)
-
-
-async def _refresh_metrics(db: Database) -> None:
-    """Keep the stored figures (jobs, outbox, storage) fresh for scrapes."""
-    while True:
-        try:
-            await refresh_metrics(db)
-        except Exception as exc:
-            log.debug("metrics refresh failed: %r", exc)
-        await asyncio.sleep(METRICS_REFRESH_S)
 
 
 def run(settings: Settings) -> None:
