@@ -159,6 +159,7 @@ class NotificationDispatcher:
             return_exceptions=True,
         )
         errors: list[ProviderError] = []
+        delivered = 0
         for device, result in zip(devices, results, strict=True):
             if isinstance(result, TokenUnregistered):
                 await self._db.write(partial(notes.forget_token, token=device.token))
@@ -167,9 +168,8 @@ class NotificationDispatcher:
                 errors.append(result)
             elif isinstance(result, BaseException):
                 raise result
-        delivered = (
-            len(devices) - len(errors) - sum(isinstance(r, TokenUnregistered) for r in results)
-        )
+            else:
+                delivered += 1
         if delivered > 0:
             # Sent to some device: a retry would repeat it on those.
             await self._finish([job], "sent", None)
