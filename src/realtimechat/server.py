@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from realtimechat.bootstrap import build
 from realtimechat.edge.app import create_app
@@ -28,10 +31,17 @@ class _Server(uvicorn.Server):
     the drain period, and runs the lifespan shutdown. A second signal stops at once.
     """
 
-    def __init__(self, config: uvicorn.Config, app: FastAPI, settings: Settings) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        app: FastAPI,
+        settings: Settings,
+        websocket_closed: asyncio.Event,
+    ) -> None:
         super().__init__(config)
         self._app = app
         self._settings = settings
+        self._websocket_closed = websocket_closed
         self._drain_task: asyncio.Task[None] | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -42,10 +52,22 @@ class _Server(uvicorn.Server):
         self._drain_task = asyncio.get_event_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.drain_s
         try:
             await self._app.state.gateway.drain(self._settings.drain_s)
+            # Sending a close frame returns at once; the socket stays open until the
+            # client answers it or the close timeout passes. Keep listening (turning
+            # new WebSockets away) until then: uvicorn's shutdown would cut them off.
+            while self._open_websockets() and (left := deadline - loop.time()) > 0:
+                self._websocket_closed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._websocket_closed.wait(), left)
         finally:
             self.should_exit = True
+
+    def _open_websockets(self) -> bool:
+        return any(isinstance(c, WebSocketsSansIOProtocol) for c in self.server_state.connections)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -55,6 +77,25 @@ class _Server(uvicorn.Server):
                 print(f"RealTimeChat is running at http://{host}:{port}", flush=True)
 
 
+def _ws_protocol(close_timeout_s: float, closed: asyncio.Event) -> type[WebSocketsSansIOProtocol]:
+    """uvicorn's WebSocket protocol, waiting `close_timeout_s` for a client's close reply.
+
+    uvicorn fixes that wait at 10 s; a drain is bounded by it, so it follows our
+    setting. `closed` is set each time a WebSocket's socket closes.
+    """
+
+    class Protocol(WebSocketsSansIOProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.close_timeout = close_timeout_s
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            closed.set()
+
+    return Protocol
+
+
 def serve(settings: Settings) -> None:
     """Migrate, then run one node until it is told to stop."""
     configure_logging(settings.log_level, settings.log_format)
@@ -62,13 +103,14 @@ def serve(settings: Settings) -> None:
     upgrade(settings)
     deps = build(settings)
     app = create_app(deps)
+    websocket_closed = asyncio.Event()
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
         http="httptools",
-        ws="websockets-sansio",
+        ws=_ws_protocol(settings.ws.close_timeout_s, websocket_closed),
         lifespan="on",
         log_level=settings.log_level,
         log_config=None,  # our structlog setup handles uvicorn's records too
@@ -81,5 +123,5 @@ def serve(settings: Settings) -> None:
         # CPU than the bytes it saves on the wire.
         ws_per_message_deflate=False,
     )
-    _Server(config, app, settings).run()
+    _Server(config, app, settings, websocket_closed).run()
     shutdown_tracing()

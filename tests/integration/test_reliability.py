@@ -363,6 +363,26 @@ async def test_sigterm_sends_going_away_then_1012_and_exits_0(tmp_path: Path) ->
             await alice.aclose()
 
 
+async def test_a_client_that_never_answers_the_close_holds_the_drain_only_until_the_close_timeout(
+    tmp_path: Path,
+) -> None:
+    env = {"RTC_DRAIN_S": "120", "RTC_WS__CLOSE_TIMEOUT_S": "2"}
+    async with running_server(tmp_path, **env) as srv:
+        alice = await new_user(srv, "alice")
+        try:
+            held = await StalledWs.open(srv, alice.token or "")
+            assert srv.proc is not None
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            srv.proc.send_signal(signal.SIGTERM)
+            # The node waits the close timeout for the answer, then exits without it.
+            assert await wait_exit(srv) == 0
+            assert loop.time() - started >= 2
+            await held.close()
+        finally:
+            await alice.aclose()
+
+
 async def test_sigterm_lets_an_in_flight_request_finish(tmp_path: Path) -> None:
     # Real argon2 cost: a registration takes a noticeable while on the server.
     async with running_server(
