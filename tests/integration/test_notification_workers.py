@@ -13,7 +13,7 @@ import pytest
 from tests.fake_providers import FakeFcm
 from tests.integration.test_notifications import FAST, pair, until_settled
 from tests.postgres import PostgresServer, postgres_server
-from tests.support import ServerProcess, WorkerProcess, running_server
+from tests.support import ServerProcess, WorkerProcess, new_user, running_server, unique
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +35,7 @@ def worker_env(pg: PostgresServer, fcm: FakeFcm) -> dict[str, str]:
         **fcm.env(),
         "RTC_DATABASE_URL": pg.url,
         "RTC_NOTIFY__LEASE_S": "2",  # a dead worker's claims expire soon
+        "RTC_NOTIFY__SMALL_CHANNEL_PUSH_DELAY_S": "0",
         "RTC_NOTIFY__BATCH": "5",  # several workers each get a share
         # Not the adapters' timeout under test here: a call the fake accepted after the
         # worker gave up on it would be sent again, as with a real provider.
@@ -103,3 +104,45 @@ async def test_a_killed_workers_claimed_job_is_sent_by_another(
     assert counts["push"].get("dead", 0) == 0
     await alice.aclose()
     await bob.aclose()
+
+
+async def test_a_send_tells_a_small_channel_but_the_muted_and_a_large_one_only_the_mentioned(
+    tmp_path: Path, node: ServerProcess, pg: PostgresServer, fcm: FakeFcm
+) -> None:
+    # On PostgreSQL the send reads a small channel's recipients with its seq, and writes
+    # the jobs with the message: the same decisions as the embedded path's.
+    fcm.clear()
+    owner = await new_user(node, "owner")
+    carol = await new_user(node, "carol")
+    dave = await new_user(node, "dave")
+    crowd = [await new_user(node, f"member{i}") for i in range(10)]
+    phones = {}
+    for user in (carol, dave):
+        phones[user.user_id] = unique("phone")
+        await user.ok(
+            "POST", "/api/v1/devices", 201, json={"platform": "ios", "token": phones[user.user_id]}
+        )
+    team = await owner.create_team()
+    for user in (carol, dave, *crowd):
+        await owner.add_to_team(team["id"], user)
+    small = await owner.create_channel(team["id"], "small")
+    large = await owner.create_channel(team["id"], "large")
+    for user in (carol, dave):
+        await owner.join(small["id"], user)
+    for user in (carol, dave, *crowd):
+        await owner.join(large["id"], user)
+    path = f"/api/v1/channels/{small['id']}/notification-settings"
+    await dave.ok("PUT", path, 200, json={"muted": True})
+    async with workers(tmp_path, pg, fcm, 1):
+        await owner.send(small["id"], "to the small channel")
+        await owner.send(large["id"], "nobody in particular")
+        await owner.send(large["id"], "@carol have a look")
+        await asyncio.to_thread(fcm.wait_for, 2, 30)
+        await until_settled(node, owner)
+    told = sorted(
+        (p["message"]["token"], p["message"]["notification"]["body"]) for p in fcm.accepted
+    )
+    carols = phones[carol.user_id]
+    assert told == [(carols, "@carol have a look"), (carols, "to the small channel")]
+    for user in (owner, carol, dave, *crowd):
+        await user.aclose()

@@ -20,7 +20,7 @@ from realtimechat.domain.errors import (
     ValidationFailed,
 )
 from realtimechat.domain.models import Event, Message
-from realtimechat.domain.notifications import Timing, mentions, plan, reach
+from realtimechat.domain.notifications import PlannedJob, Timing, mentions, plan, reach
 from realtimechat.ids import new_id, now_ms
 from realtimechat.services.channels import ADMIN_ROLES, member_channel, visible_channel
 from realtimechat.services.events import append_event, publish_result
@@ -104,7 +104,9 @@ class MessageService:
         fingerprint = request_hash(channel_id, body, attachments)
 
         def work(conn: Connection) -> tuple[Message, Event | None]:
-            slot = repo.next_seq_for_new_send(conn, channel_id, user_id, client_msg_id)
+            slot = repo.next_seq_for_new_send(
+                conn, channel_id, user_id, client_msg_id, self._timing.small_channel_max
+            )
             if slot is None:  # a retry, or not a member: find out which (rare, so slower)
                 found = repo.message_by_client_id(conn, user_id, client_msg_id)
                 if found is not None:
@@ -113,12 +115,11 @@ class MessageService:
                         raise IdempotencyMismatch()
                     return msg, None
                 channel, _ = member_channel(conn, channel_id, user_id)
-                slot = (
+                slot = repo.SendSlot(
                     repo.next_seq(conn, channel_id),
                     channel.kind,
                     repo.member_count(conn, channel_id),
                 )
-            seq, kind, members = slot
             shared = []
             if attachments:
                 channel, _ = member_channel(conn, channel_id, user_id)
@@ -127,7 +128,7 @@ class MessageService:
             msg = Message(
                 new_id(),
                 channel_id,
-                seq,
+                slot.seq,
                 user_id,
                 client_msg_id,
                 body,
@@ -137,11 +138,11 @@ class MessageService:
                 None,
                 None,
             )
-            ev = Event(channel_id, seq, "message.created", orjson.dumps(msg.to_json()), at)
-            repo.insert_sent_message(conn, msg, fingerprint, ev)
+            ev = Event(channel_id, slot.seq, "message.created", orjson.dumps(msg.to_json()), at)
+            jobs = self._jobs(conn, msg, slot)
+            repo.insert_sent_message(conn, msg, fingerprint, ev, jobs)
             if shared:
                 files_repo.share(conn, msg.id, channel_id, [f.id for f in shared])
-            self._notify(conn, msg, kind, members)
             return msg, ev
 
         try:
@@ -152,15 +153,16 @@ class MessageService:
             msg, ev = await self._db.write(work, on_commit=self._publish)
         return msg, ev is not None
 
-    def _notify(self, conn: Connection, msg: Message, kind: str, members: int) -> None:
-        """Write the message's notification jobs in its own transaction."""
-        who = reach(kind, members, msg.body, self._timing.small_channel_max)
+    def _jobs(self, conn: Connection, msg: Message, slot: repo.SendSlot) -> list[PlannedJob]:
+        """The message's notification jobs, written in its own transaction."""
+        who = reach(slot.kind, slot.members, msg.body, self._timing.small_channel_max)
         if who is None:
-            return
-        keys = mentions(msg.body) if who == "mention" else None
-        recipients = notes.recipients(conn, msg.channel_id, msg.sender_id, keys)
-        jobs = plan(who, msg.body, recipients, self._timing, msg.created_at)
-        notes.insert_jobs(conn, msg.channel_id, msg.seq, jobs, msg.created_at)
+            return []
+        recipients = slot.recipients
+        if who == "mention" or recipients is None:
+            keys = mentions(msg.body) if who == "mention" else None
+            recipients = notes.recipients(conn, msg.channel_id, msg.sender_id, keys)
+        return plan(who, msg.body, recipients, self._timing, msg.created_at)
 
     async def get(self, user_id: str, message_id: str) -> Message:
         def work(conn: Connection) -> Message:

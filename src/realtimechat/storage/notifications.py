@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -72,6 +73,29 @@ _RECIPIENTS = Prepared(_recipients_query())
 _INSERT_JOB = Prepared(notification_jobs.insert())
 
 
+def recipients_json() -> sa.ScalarSelect[Any]:
+    """`recipients` as one JSON array of rows (PostgreSQL), for a send to read with its seq."""
+    r = _recipients_query().subquery()
+    row = sa.func.json_build_array(
+        r.c.user_id, r.c.display_name, r.c.push, r.c.email, r.c.muted, r.c.has_device
+    )
+    return sa.select(
+        sa.func.coalesce(sa.func.json_agg(row), sa.literal_column("'[]'::json"))
+    ).scalar_subquery()
+
+
+def recipients_from_json(rows: list[list[Any]]) -> list[Recipient]:
+    """The rows of `recipients_json`."""
+    return [_recipient(row) for row in rows]
+
+
+def _recipient(row: Sequence[Any]) -> Recipient:
+    user_id, display_name, push, email, muted, has_device = row
+    return Recipient(
+        str(user_id), str(display_name), bool(push), bool(email), bool(muted), bool(has_device)
+    )
+
+
 def recipients(
     conn: Connection, channel_id: str, sender_id: str, mention_keys: set[str] | None
 ) -> list[Recipient]:
@@ -84,33 +108,34 @@ def recipients(
         q = _recipients_query().where(key.in_(sorted(mention_keys)))
         rows = list(conn.execute(q, params))
     return [
-        Recipient(
-            r.user_id,
-            r.display_name,
-            bool(r.push),
-            bool(r.email),
-            bool(r.muted),
-            bool(r.has_device),
-        )
+        _recipient((r.user_id, r.display_name, r.push, r.email, r.muted, r.has_device))
         for r in rows
     ]
+
+
+def job_row(job: PlannedJob) -> dict[str, Any]:
+    """A planned job's own columns, with a new id."""
+    return {
+        "id": new_id(),
+        "user_id": job.user_id,
+        "kind": job.kind,
+        "reason": job.reason,
+        "due_at": job.due_at,
+    }
 
 
 def insert_jobs(
     conn: Connection, channel_id: str, seq: int, jobs: list[PlannedJob], now: int
 ) -> None:
+    """A message's jobs (on PostgreSQL, a send writes them with the message instead)."""
     for j in jobs:
         _INSERT_JOB.execute(
             conn,
             {
-                "id": new_id(),
-                "user_id": j.user_id,
+                **job_row(j),
                 "channel_id": channel_id,
                 "seq": seq,
-                "kind": j.kind,
-                "reason": j.reason,
                 "state": "pending",
-                "due_at": j.due_at,
                 "attempts": 0,
                 "claimed_until": 0,
                 "last_error": None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
@@ -18,6 +19,8 @@ from realtimechat.domain.models import (
     Team,
     User,
 )
+from realtimechat.domain.notifications import PlannedJob, Recipient
+from realtimechat.storage import notifications as notes
 from realtimechat.storage.prepared import Prepared
 from realtimechat.storage.tables import (
     channel_members,
@@ -57,30 +60,47 @@ _NEXT_SEQ = Prepared(
 )
 # The common send in one statement: the seq, if the sender is a member and has not
 # sent this client_msg_id yet (else None, and the caller finds out which).
-_NEXT_SEQ_FOR_NEW_SEND = Prepared(
-    channels.update()
-    .where(
-        channels.c.id == sa.bindparam("cid"),
-        sa.exists().where(
-            channel_members.c.channel_id == sa.bindparam("cid"),
-            channel_members.c.user_id == sa.bindparam("uid"),
-        ),
-        ~sa.exists().where(
-            messages.c.sender_id == sa.bindparam("uid"),
-            messages.c.client_msg_id == sa.bindparam("cmid"),
-        ),
-    )
-    .values(last_seq=channels.c.last_seq + 1)
-    .returning(
+_MEMBERS = (
+    sa.select(sa.func.count())
+    .where(channel_members.c.channel_id == channels.c.id)
+    .scalar_subquery()
+)
+
+
+def _next_seq_for_new_send(with_recipients: bool) -> Prepared:
+    columns: list[Any] = [
         channels.c.last_seq,
         channels.c.kind,
         # Lets the send decide who may be notified without another round trip.
-        sa.select(sa.func.count())
-        .where(channel_members.c.channel_id == channels.c.id)
-        .scalar_subquery()
-        .label("members"),
+        _MEMBERS.label("members"),
+    ]
+    if with_recipients:
+        # And, where everyone may be told (a DM, a small channel), who they are.
+        everyone = sa.or_(channels.c.kind == "dm", sa.bindparam("small_max") + 1 >= _MEMBERS)
+        columns.append(
+            sa.case((everyone, notes.recipients_json()), else_=sa.null()).label("recipients")
+        )
+    return Prepared(
+        channels.update()
+        .where(
+            channels.c.id == sa.bindparam("cid"),
+            sa.exists().where(
+                channel_members.c.channel_id == sa.bindparam("cid"),
+                channel_members.c.user_id == sa.bindparam("uid"),
+            ),
+            ~sa.exists().where(
+                messages.c.sender_id == sa.bindparam("uid"),
+                messages.c.client_msg_id == sa.bindparam("cmid"),
+            ),
+        )
+        .values(last_seq=channels.c.last_seq + 1)
+        .returning(*columns)
     )
-)
+
+
+_NEXT_SEQ_FOR_NEW_SEND = _next_seq_for_new_send(with_recipients=False)
+# On PostgreSQL each statement is a round trip; SQLite's are function calls.
+_NEXT_SEQ_FOR_NEW_SEND_PG = _next_seq_for_new_send(with_recipients=True)
 _MESSAGE_BY_CLIENT_ID = Prepared(
     sa.select(messages).where(
         messages.c.sender_id == sa.bindparam("sender_id"),
@@ -92,8 +112,9 @@ _INSERT_EVENT = Prepared(events.insert())
 _INSERT_OUTBOX = Prepared(outbox.insert())
 # Set in a connection's info by the database runner when events need an outbox row.
 OUTBOX = "rtc_outbox"
-# A sent message, its event and (if wanted) its outbox row in one round trip: on
-# PostgreSQL each statement is one, and they run while the channel's row is locked.
+# A sent message, its event, (if wanted) its outbox row and its notification jobs in one
+# round trip: on PostgreSQL each statement is one, and they run while the channel's row
+# is locked.
 _INSERT_SENT_PG = Prepared(
     sa.text(
         "WITH m AS (INSERT INTO messages (id, channel_id, seq, sender_id, client_msg_id,"
@@ -101,9 +122,15 @@ _INSERT_SENT_PG = Prepared(
         " VALUES (:id, :channel_id, :seq, :sender_id, :client_msg_id, :request_hash, :body,"
         " :attachments, :version, :created_at)),"
         " e AS (INSERT INTO events (channel_id, seq, type, message_id, payload, created_at)"
-        " VALUES (:channel_id, :seq, :type, :id, :payload, :created_at))"
-        " INSERT INTO outbox (channel_id, seq, created_at, claimed_until)"
-        " SELECT :channel_id, :seq, :created_at, 0 WHERE :outbox"
+        " VALUES (:channel_id, :seq, :type, :id, :payload, :created_at)),"
+        " o AS (INSERT INTO outbox (channel_id, seq, created_at, claimed_until)"
+        " SELECT :channel_id, :seq, :created_at, 0 WHERE :outbox)"
+        " INSERT INTO notification_jobs (id, user_id, channel_id, seq, kind, reason, state,"
+        " due_at, attempts, claimed_until, created_at, updated_at)"
+        " SELECT j.id, j.user_id, :channel_id, :seq, j.kind, j.reason, 'pending', j.due_at,"
+        " 0, 0, :created_at, :created_at"
+        " FROM json_to_recordset(CAST(:jobs AS json))"
+        " AS j(id text, user_id text, kind text, reason text, due_at bigint)"
     )
 )
 _EVENTS_AFTER = (
@@ -253,17 +280,41 @@ def last_seqs(conn: Connection, channel_ids: list[str]) -> dict[str, int]:
     return {row.id: int(row.last_seq) for row in rows}
 
 
+@dataclass(frozen=True)
+class SendSlot:
+    """A send's seq, with what deciding its notifications needs."""
+
+    seq: int
+    kind: str
+    members: int
+    # The other members with their settings, when read with the seq (see below).
+    recipients: list[Recipient] | None = None
+
+
 def next_seq_for_new_send(
-    conn: Connection, channel_id: str, user_id: str, client_msg_id: str
-) -> tuple[int, str, int] | None:
+    conn: Connection, channel_id: str, user_id: str, client_msg_id: str, small_max: int
+) -> SendSlot | None:
     """Allocate a seq for a first send by a member, in one round trip; else None.
 
-    (seq, channel kind, member count).
+    On PostgreSQL the same statement reads the recipients of a DM or of a channel
+    with at most `small_max` other members.
     """
-    row = _NEXT_SEQ_FOR_NEW_SEND.first(
-        conn, {"cid": channel_id, "uid": user_id, "cmid": client_msg_id}
+    params = {"cid": channel_id, "uid": user_id, "cmid": client_msg_id}
+    if conn.dialect.name != "postgresql":
+        row = _NEXT_SEQ_FOR_NEW_SEND.first(conn, params)
+    else:
+        row = _NEXT_SEQ_FOR_NEW_SEND_PG.first(
+            conn, {**params, "sender": user_id, "small_max": small_max}
+        )
+    if row is None:
+        return None
+    recipients = getattr(row, "recipients", None)
+    return SendSlot(
+        int(row.last_seq),
+        str(row.kind),
+        int(row.members),
+        None if recipients is None else notes.recipients_from_json(recipients),
     )
-    return None if row is None else (int(row.last_seq), str(row.kind), int(row.members))
 
 
 def member_count(conn: Connection, channel_id: str) -> int:
@@ -487,11 +538,14 @@ def insert_message(conn: Connection, msg: Message, request_hash: str) -> None:
     )
 
 
-def insert_sent_message(conn: Connection, msg: Message, request_hash: str, ev: Event) -> None:
-    """A new message with its event (and outbox row): `insert_message` + `insert_event`."""
+def insert_sent_message(
+    conn: Connection, msg: Message, request_hash: str, ev: Event, jobs: list[PlannedJob]
+) -> None:
+    """A new message with its event (and outbox row) and its notification jobs."""
     if conn.dialect.name != "postgresql":
         insert_message(conn, msg, request_hash)
         insert_event(conn, ev, msg.id)
+        notes.insert_jobs(conn, msg.channel_id, msg.seq, jobs, msg.created_at)
         return
     _INSERT_SENT_PG.execute(
         conn,
@@ -500,6 +554,7 @@ def insert_sent_message(conn: Connection, msg: Message, request_hash: str, ev: E
             "type": ev.type,
             "payload": ev.data.decode(),
             "outbox": bool(conn.info.get(OUTBOX)),
+            "jobs": orjson.dumps([notes.job_row(j) for j in jobs]).decode(),
         },
     )
 
