@@ -154,7 +154,7 @@ class MessageService:
         return msg, ev is not None
 
     def _jobs(self, conn: Connection, msg: Message, slot: repo.SendSlot) -> list[PlannedJob]:
-        """The message's notification jobs, written in its own transaction."""
+        """The message's notification jobs, to be written in its own transaction."""
         who = reach(slot.kind, slot.members, msg.body, self._timing.small_channel_max)
         if who is None:
             return []

@@ -58,8 +58,6 @@ _NEXT_SEQ = Prepared(
     .values(last_seq=channels.c.last_seq + 1)
     .returning(channels.c.last_seq)
 )
-# The common send in one statement: the seq, if the sender is a member and has not
-# sent this client_msg_id yet (else None, and the caller finds out which).
 _MEMBERS = (
     sa.select(sa.func.count())
     .where(channel_members.c.channel_id == channels.c.id)
@@ -68,6 +66,8 @@ _MEMBERS = (
 
 
 def _next_seq_for_new_send(with_recipients: bool) -> Prepared:
+    """The common send in one statement: the seq, if the sender is a member and has not
+    sent this client_msg_id yet (else no row, and the caller finds out which)."""
     columns: list[Any] = [
         channels.c.last_seq,
         channels.c.kind,
