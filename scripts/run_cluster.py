@@ -1,8 +1,10 @@
 """`make run-cluster`: PostgreSQL and Redis in ./data/cluster, two API nodes and a worker.
 
 A local picture of a scaled-out deployment: every process is a real server, and
-the nodes share nothing but the database and Redis. Ctrl-C stops them all (the
-nodes drain first). Ports: PG_PORT (5433), REDIS_PORT (6380), NODE_PORTS (8001,8002).
+the nodes share nothing but the database, Redis and the files. Ctrl-C stops them all (the
+nodes drain first). Ports: PG_PORT (5433), REDIS_PORT (6380), NODE_PORTS (8001,8002),
+and the worker's metrics RTC_WORKER_METRICS_PORT (9464). Files live in one directory
+that both nodes and the worker use, as a shared mount or S3 would in production.
 """
 
 from __future__ import annotations
@@ -105,6 +107,9 @@ def main() -> None:
             "RTC_DATABASE_URL": db_url,
             "RTC_REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0",
             "RTC_RUN_WORKER": "false",  # the worker process below does it
+            # Files on local disk must be one directory for every node and the worker
+            # (on several machines: a shared mount, or RTC_FILES__BACKEND=s3).
+            "RTC_FILES__LOCAL_DIR": os.environ.get("RTC_FILES__LOCAL_DIR", str(ROOT / "files")),
         }
         rtc = [sys.executable, "-m", "realtimechat"]
         subprocess.run([*rtc, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)

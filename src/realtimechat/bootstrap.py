@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from realtimechat.services.notifications import NotificationService
 from realtimechat.settings import Settings
 from realtimechat.storage import tokens
 from realtimechat.storage.database import Database
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -74,6 +77,15 @@ def build_files(settings: Settings, db: Database, secret: str) -> FileService:
     Local-disk links are signed with a key derived from the shared secret, so a
     leaked link key says nothing about the tokens' key.
     """
+    files = settings.files
+    if files.backend == "local" and files.local_dir is None and not db.url.startswith("sqlite"):
+        # A shared database means several processes; each would see only its own files.
+        log.warning(
+            "files are kept in %s, which only this process sees: with more than one node "
+            "or a worker, set RTC_FILES__LOCAL_DIR to a directory they all share, "
+            "or RTC_FILES__BACKEND=s3",
+            settings.files_dir(),
+        )
     blob_key = hashlib.sha256(b"rtc-blob-links\0" + secret.encode()).digest()
     return FileService(db=db, store=build_store(settings, blob_key), settings=settings.files)
 

@@ -16,6 +16,19 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
+def _no_database(settings: Settings) -> bool:
+    """For commands on an existing deployment: say so, rather than create an empty one."""
+    url = settings.db_url()
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        print(
+            f"no database at {url.removeprefix('sqlite:///')}: pass the server's --data-dir "
+            "(or set RTC_DATA_DIR, or RTC_DATABASE_URL)",
+            file=sys.stderr,
+        )
+        return True
+    return False
+
+
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-dir", type=Path, help="where the SQLite database and secrets live (./data)"
@@ -173,6 +186,8 @@ def _reconcile(settings: Settings) -> int:
     from realtimechat.storage.database import Database
     from realtimechat.storage.migrate import upgrade
 
+    if _no_database(settings):
+        return 2
     upgrade(settings)
     db = Database(settings)
     files = build_files(settings, db, signing_secret(settings, db))
@@ -201,6 +216,8 @@ def _flags(settings: Settings, name: str | None, value: str | None) -> int:
     if name is not None and (name not in FLAGS or value is None):
         known = ", ".join(sorted(FLAGS))
         print(f"usage: realtimechat flags [NAME on|off]; known flags: {known}", file=sys.stderr)
+        return 2
+    if _no_database(settings):
         return 2
     upgrade(settings)
     db = Database(settings)

@@ -184,6 +184,10 @@ class Settings(BaseSettings):
     # Bearer token for /api/v1/admin (feature flags); unset, the admin API answers 404.
     admin_token: SecretStr | None = None
 
+    def files_dir(self) -> Path:
+        """Where local-disk files live: RTC_FILES__LOCAL_DIR, else data_dir/files."""
+        return self.files.local_dir or self.data_dir / "files"
+
     def db_url(self) -> str:
         """The SQLAlchemy URL: RTC_DATABASE_URL, else a SQLite file in data_dir.
 

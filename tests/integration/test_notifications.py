@@ -321,15 +321,24 @@ def test_flags_command_switches_a_flag(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    def flags(*args: str) -> subprocess.CompletedProcess[str]:
+    def rtc(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "realtimechat", "flags", *args, "--data-dir", str(tmp_path)],
+            [sys.executable, "-m", "realtimechat", *args, "--data-dir", str(tmp_path)],
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
         )
 
+    def flags(*args: str) -> subprocess.CompletedProcess[str]:
+        return rtc("flags", *args)
+
+    # Pointed at a directory with no server's data, it says so instead of creating some.
+    nowhere = flags("email", "off")
+    assert nowhere.returncode == 2
+    assert "no database at" in nowhere.stderr
+    assert not any(tmp_path.iterdir())
+    assert rtc("migrate").returncode == 0
     off = flags("email", "off")
     assert off.returncode == 0, off.stderr
     assert any(line.split()[:2] == ["email", "off"] for line in off.stdout.splitlines())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 import signal
@@ -36,6 +37,36 @@ def data_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="rtc-cluster-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+async def _file_across_nodes(http: httpx.AsyncClient, urls: list[str], token: str) -> None:
+    """Declared and uploaded through node A, completed and downloaded through node B."""
+    auth = {"Authorization": f"Bearer {token}"}
+    team = (await http.post(f"{urls[0]}/api/v1/teams", json={"name": "ops"}, headers=auth)).json()
+    data = b"the same bytes on every node"
+    declared = await http.post(
+        f"{urls[0]}/api/v1/files",
+        headers=auth,
+        json={
+            "team_id": team["id"],
+            "name": "notes.txt",
+            "size": len(data),
+            "content_type": "text/plain",
+            "sha256": hashlib.sha256(data).hexdigest(),
+        },
+    )
+    assert declared.status_code == 201, declared.text
+    upload = declared.json()["upload"]
+    put = await http.request(
+        upload["method"], upload["url"], content=data, headers=upload["headers"]
+    )
+    assert put.status_code < 300, put.text
+    file_id = declared.json()["id"]
+    done = await http.post(f"{urls[1]}/api/v1/files/{file_id}/complete", headers=auth)
+    assert done.status_code == 200, done.text
+    got = await http.get(f"{urls[1]}/api/v1/files/{file_id}", headers=auth, follow_redirects=True)
+    assert got.status_code == 200, got.text
+    assert got.content == data
 
 
 async def test_run_cluster_starts_two_ready_nodes_that_share_logins_and_stops_cleanly(
@@ -90,6 +121,7 @@ async def test_run_cluster_starts_two_ready_nodes_that_share_logins_and_stops_cl
                 headers={"Authorization": f"Bearer {token['access_token']}"},
             )
             assert me.status_code == 200, me.text  # a token from node A works on node B
+            await _file_across_nodes(http, urls, token["access_token"])
     finally:
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(proc.wait, 90)

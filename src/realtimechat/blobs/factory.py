@@ -11,7 +11,7 @@ def build_store(settings: Settings, secret: bytes) -> ObjectStore:
     """The configured store; `secret` signs local-disk URLs (unused for S3)."""
     files = settings.files
     if files.backend == "local":
-        return LocalDiskStore(files.local_dir or settings.data_dir / "files", secret)
+        return LocalDiskStore(settings.files_dir(), secret)
     if not files.s3_bucket:
         raise ValueError("RTC_FILES__BACKEND=s3 needs RTC_FILES__S3_BUCKET")
     # Half a key pair would silently fall through to boto3's ambient credentials.

@@ -128,7 +128,7 @@ def files_dir(settings: Settings) -> Path | None:
     """The local upload directory, or None when uploads live in S3 (not ours to copy)."""
     if settings.files.backend != "local":
         return None
-    return Path(settings.files.local_dir or Path(settings.data_dir) / FILES_DIR)
+    return settings.files_dir()
 
 
 def _sha256(path: Path) -> str:
