@@ -149,11 +149,14 @@ async def test_refresh_rotates_and_reuse_revokes_the_whole_family(
     assert third["refresh_token"] not in (first["refresh_token"], second["refresh_token"])
 
     # Presenting an already-rotated token again means someone holds a stolen copy.
-    assert_problem(await refresh(anon, first["refresh_token"]), 401, "refresh_token_reused")
-    # ... so the newest token of that family is dead too.
-    resp = await refresh(anon, third["refresh_token"])
+    resp = await refresh(anon, first["refresh_token"])
     assert_problem(resp, 401, "refresh_token_reused")
     assert resp.headers["www-authenticate"].lower().startswith("bearer")
+    # ... so the newest token of that family is dead too: revoked, though never used.
+    resp = await refresh(anon, third["refresh_token"])
+    assert_problem(resp, 401, "refresh_token_revoked")
+    assert resp.headers["www-authenticate"].lower().startswith("bearer")
+    assert_problem(await refresh(anon, second["refresh_token"]), 401, "refresh_token_reused")
     # Another login of the same user is another family and keeps working.
     assert_token_pair(await refresh(anon, other_login["refresh_token"]))
 
@@ -177,9 +180,30 @@ async def test_logout_revokes_the_family(anon: httpx.AsyncClient) -> None:
     resp = await anon.post("/api/v1/auth/logout", json={"refresh_token": second["refresh_token"]})
     assert resp.status_code == 204, resp.text
     assert resp.content == b""
-    assert_problem(await refresh(anon, second["refresh_token"]), 401, "refresh_token_reused")
+    # The signed-out token was never used: no sign of theft, just a signed-out login.
+    assert_problem(await refresh(anon, second["refresh_token"]), 401, "refresh_token_revoked")
+    # The token rotated before the logout was used already: presenting it again is reuse.
     assert_problem(await refresh(anon, first["refresh_token"]), 401, "refresh_token_reused")
     # Logging out one session leaves the user's other logins alone.
+    assert_token_pair(await refresh(anon, kept["refresh_token"]))
+
+
+async def test_refresh_after_logout_is_401_refresh_token_revoked(
+    anon: httpx.AsyncClient,
+) -> None:
+    email = f"{unique('signedout')}@example.com"
+    assert (await register(anon, email)).status_code == 201
+    pair = assert_token_pair(await login(anon, email))
+    kept = assert_token_pair(await login(anon, email))
+    resp = await anon.post("/api/v1/auth/logout", json={"refresh_token": pair["refresh_token"]})
+    assert resp.status_code == 204, resp.text
+
+    for _ in range(2):  # presenting it again changes nothing: still revoked, not reuse
+        resp = await refresh(anon, pair["refresh_token"])
+        body = assert_problem(resp, 401, "refresh_token_revoked")
+        assert body["detail"] == "this login was signed out or revoked; log in again"
+        assert resp.headers["www-authenticate"].lower().startswith("bearer")
+    # The user's other login was not touched by it.
     assert_token_pair(await refresh(anon, kept["refresh_token"]))
 
 

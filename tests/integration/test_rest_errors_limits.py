@@ -4,6 +4,7 @@ health endpoints and the OpenAPI document."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -36,12 +37,90 @@ async def test_wrong_method_is_405_problem(anon: httpx.AsyncClient, alice: Api) 
 
 
 async def test_malformed_json_is_400(alice: Api) -> None:
-    for raw in [b'{"name": ', b"not json", b'{"name": "x",}']:
+    for raw, reason, position in [
+        (b'{"name": ', "Expecting value", 9),
+        (b"not json", "Expecting value", 0),
+        (b'{"name": "x",}', "Expecting property name enclosed in double quotes", 13),
+    ]:
         resp = await alice.request(
             "POST", "/api/v1/teams", content=raw, headers={"Content-Type": "application/json"}
         )
-        assert_problem(resp, 400, "malformed_json")
+        body = assert_problem(resp, 400, "malformed_json")
+        # The detail says what is wrong and where.
+        assert body["detail"] == f"the body is not valid JSON: {reason} at position {position}"
     assert (await alice.ok("GET", "/api/v1/teams", 200))["teams"] == []
+
+
+async def test_malformed_json_detail_on_login(anon: httpx.AsyncClient) -> None:
+    resp = await anon.post(
+        "/api/v1/auth/login", content=b'{"email":', headers={"Content-Type": "application/json"}
+    )
+    body = assert_problem(resp, 400, "malformed_json")
+    assert body["detail"] == "the body is not valid JSON: Expecting value at position 9"
+
+
+# ---- bodies sent without a JSON content type -----------------------------------
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/x-www-form-urlencoded",  # what curl -d sends without -H
+        "text/plain; charset=utf-8",
+        "application/xml",
+        None,  # no Content-Type at all
+    ],
+)
+async def test_json_body_without_a_json_content_type_is_415(
+    alice: Api, content_type: str | None
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    resp = await alice.request("POST", "/api/v1/teams", content=b'{"name": "t"}', headers=headers)
+    body = assert_problem(resp, 415, "unsupported_media_type")
+    assert "Content-Type: application/json" in body["detail"], body
+    assert resp.headers["accept"] == "application/json"
+    assert (await alice.ok("GET", "/api/v1/teams", 200))["teams"] == []
+
+
+async def test_form_encoded_body_is_415(alice: Api) -> None:
+    resp = await alice.request("POST", "/api/v1/teams", data={"name": "t"})
+    assert resp.request.headers["content-type"] == "application/x-www-form-urlencoded"
+    body = assert_problem(resp, 415, "unsupported_media_type")
+    assert "application/x-www-form-urlencoded" in body["detail"], body
+    assert (await alice.ok("GET", "/api/v1/teams", 200))["teams"] == []
+
+
+async def test_json_content_types_and_empty_bodies_are_not_415(alice: Api) -> None:
+    # application/*+json is JSON.
+    created = await alice.request(
+        "POST",
+        "/api/v1/teams",
+        content=b'{"name": "vendor"}',
+        headers={"Content-Type": "application/vnd.example+json"},
+    )
+    assert created.status_code == 201, created.text
+    # No body, or an empty one: the usual 422, whatever the content type.
+    for headers in [{"Content-Type": "application/json"}, {"Content-Type": "text/plain"}, {}]:
+        resp = await alice.request("POST", "/api/v1/teams", content=b"", headers=headers)
+        body = assert_problem(resp, 422, "validation_error")
+        assert body["errors"][0]["loc"] == ["body"], body
+    # A JSON body of the wrong shape stays a 422.
+    resp = await alice.request(
+        "POST", "/api/v1/teams", content=b'"t"', headers={"Content-Type": "application/json"}
+    )
+    assert_problem(resp, 422, "validation_error")
+    teams = (await alice.ok("GET", "/api/v1/teams", 200))["teams"]
+    assert [t["name"] for t in teams] == ["vendor"]
+    # Endpoints without a body ignore whatever was sent.
+    resp = await alice.request(
+        "GET", "/api/v1/teams", content=b"hello", headers={"Content-Type": "text/plain"}
+    )
+    assert resp.status_code == 200, resp.text
+    resp = await alice.request(
+        "POST",
+        f"/api/v1/files/{unique()}/complete",
+        content=b"hello",
+        headers={"Content-Type": "text/plain"},
+    )
+    assert_problem(resp, 404, "not_found")
 
 
 @pytest.mark.parametrize(
@@ -63,6 +142,59 @@ async def test_schema_violation_is_422_with_errors(alice: Api, payload: object) 
     for err in body["errors"]:
         assert {"loc", "msg", "type"} <= set(err)
     assert (await alice.ok("GET", "/api/v1/teams", 200))["teams"] == []
+
+
+# ---- strict request bodies ---------------------------------------------------------
+def assert_field_error(resp: httpx.Response, field: str) -> None:
+    body = assert_problem(resp, 422, "validation_error")
+    assert body["errors"][0]["loc"] == ["body", field], body
+    assert body["detail"].startswith(f"{field}: "), body
+
+
+@pytest.mark.parametrize("private", ["yes", "true", 1, 0, None])
+async def test_wrongly_typed_channel_flag_is_422_and_creates_nothing(
+    alice: Api, private: object
+) -> None:
+    team_id = (await alice.create_team())["id"]
+    resp = await alice.request(
+        "POST", f"/api/v1/teams/{team_id}/channels", json={"name": "c2", "private": private}
+    )
+    assert_field_error(resp, "private")
+    channels = (await alice.ok("GET", f"/api/v1/teams/{team_id}/channels", 200))["channels"]
+    assert "c2" not in [c["name"] for c in channels]
+
+
+async def test_wrongly_typed_read_marker_is_422_and_does_not_move(alice: Api, bob: Api) -> None:
+    team_id = (await alice.create_team())["id"]
+    await alice.add_to_team(team_id, bob)
+    cid = (await alice.create_channel(team_id))["id"]
+    await alice.join(cid, bob)
+    sent = [await alice.send(cid, f"m{i}") for i in range(6)]
+    path = f"/api/v1/channels/{cid}/read"
+    await bob.ok("POST", path, 200, json={"seq": sent[0]["seq"]})
+    target = sent[4]["seq"]
+    for seq in [str(target), float(target), True, [target]]:
+        assert_field_error(await bob.request("POST", path, json={"seq": seq}), "seq")
+    view = await bob.ok("GET", f"/api/v1/channels/{cid}", 200)
+    assert (view["read_seq"], view["unread_count"]) == (sent[0]["seq"], 5)
+
+
+async def test_wrongly_typed_file_size_is_422_and_reserves_nothing(alice: Api) -> None:
+    team_id = (await alice.create_team())["id"]
+    declared = {
+        "team_id": team_id,
+        "name": "notes.txt",
+        "size": "1",
+        "content_type": "text/plain",
+        "sha256": hashlib.sha256(b"x").hexdigest(),
+    }
+    assert_field_error(await alice.request("POST", "/api/v1/files", json=declared), "size")
+    usage = await alice.ok("GET", f"/api/v1/teams/{team_id}/storage", 200)
+    assert (usage["used_bytes"], usage["files"]) == (0, 0), usage
+    # The same declaration with a JSON number is accepted and reserves the byte.
+    await alice.ok("POST", "/api/v1/files", 201, json={**declared, "size": 1})
+    usage = await alice.ok("GET", f"/api/v1/teams/{team_id}/storage", 200)
+    assert (usage["used_bytes"], usage["files"]) == (1, 1), usage
 
 
 async def test_bad_query_and_path_values_are_422(alice: Api) -> None:

@@ -56,6 +56,13 @@ class RefreshTokenReused(Unauthorized):
     title = "Refresh token already used; all sessions of this login were revoked"
 
 
+class RefreshTokenRevoked(Unauthorized):
+    """A refresh token revoked before it was ever used: its login was signed out."""
+
+    code = "refresh_token_revoked"
+    title = "Refresh token revoked"
+
+
 class Conflict(ChatError):
     code = "conflict"
     title = "Conflict"

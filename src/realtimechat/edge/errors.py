@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -89,6 +90,24 @@ def chat_error_response(err: e.ChatError) -> Response:
     return problem(status, err.code, err.title, err.detail, headers or None, **err.extra)
 
 
+def _is_json(content_type: str) -> bool:
+    """Whether a Content-Type header names JSON (application/json or application/*+json)."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _json_invalid_detail(err: Mapping[str, Any]) -> str:
+    """What is wrong with a body that is not JSON, and where (FastAPI's json_invalid error)."""
+    ctx = err.get("ctx") or {}
+    reason = str(ctx.get("error") or err.get("msg") or "JSON decode error")
+    loc = list(err.get("loc", ()))
+    position = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+    where = f" at position {position}" if position is not None else ""
+    return f"the body is not valid JSON: {reason}{where}"
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into problem+json."""
 
@@ -96,14 +115,37 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, e.ChatError)
         return chat_error_response(exc)
 
-    async def on_validation(_: Request, exc: Exception) -> Response:
+    async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
+        raw = exc.errors()
         errs = [
             {"loc": list(err.get("loc", ())), "msg": err.get("msg"), "type": err.get("type")}
-            for err in exc.errors()
+            for err in raw
         ]
-        if any(err["type"] == "json_invalid" for err in errs):
-            return problem(400, "malformed_json", "Request body is not valid JSON", errors=errs)
+        malformed = next((err for err in raw if err.get("type") == "json_invalid"), None)
+        if malformed is not None:
+            return problem(
+                400,
+                "malformed_json",
+                "Request body is not valid JSON",
+                _json_invalid_detail(malformed),
+                errors=errs,
+            )
+        content_type = request.headers.get("content-type", "")
+        if (
+            exc.body  # a body was sent (FastAPI leaves a non-JSON one as raw bytes)
+            and not _is_json(content_type)
+            and any(err["loc"] == ["body"] for err in errs)
+        ):
+            media = content_type.split(";", 1)[0].strip() or "none"
+            return problem(
+                415,
+                "unsupported_media_type",
+                "Unsupported media type",
+                "send the body as JSON with Content-Type: application/json"
+                f" (the request's Content-Type was {media})",
+                headers={"Accept": "application/json"},
+            )
         first = errs[0] if errs else {"loc": [], "msg": "invalid"}
         where = ".".join(str(p) for p in first["loc"] if p != "body")
         return problem(

@@ -8,7 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Base of every request body: unknown fields and wrongly typed JSON values are refused.
+
+    Strict mode: `"private": "yes"`, `"seq": "5"` or `"seq": 5.0` are 422s, not coerced.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class RegisterIn(Body):

@@ -19,6 +19,7 @@ from realtimechat.domain.errors import (
     InvalidCredentials,
     NotFound,
     RefreshTokenReused,
+    RefreshTokenRevoked,
     TokenExpired,
     Unauthorized,
     ValidationFailed,
@@ -100,10 +101,14 @@ class AuthService:
             row = token_repo.by_hash(conn, token_hash)
             if row is None:
                 return "unknown"
-            if row.used_at is not None or row.revoked_at is not None:
-                # A used token presented again: someone holds a stolen copy.
+            if row.used_at is not None:
+                # A rotated token presented again: someone holds a stolen copy.
                 token_repo.revoke_family(conn, row.family_id, now)
                 return "reused"
+            if row.revoked_at is not None:
+                # Revoked but never used: its login was signed out (or its family revoked),
+                # which is no evidence of theft. Refused, and nothing else changes.
+                return "revoked"
             if row.expires_at <= now:
                 return "expired"
             token_repo.mark_used(conn, row.id, now)
@@ -122,6 +127,8 @@ class AuthService:
             raise Unauthorized("unknown refresh token")
         if result == "reused":
             raise RefreshTokenReused()
+        if result == "revoked":
+            raise RefreshTokenRevoked("this login was signed out or revoked; log in again")
         if result == "expired":
             raise TokenExpired("refresh token expired")
         assert isinstance(result, tuple)
