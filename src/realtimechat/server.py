@@ -59,15 +59,19 @@ class _Server(uvicorn.Server):
             # Sending a close frame returns at once; the socket stays open until the
             # client answers it or the close timeout passes. Keep listening (turning
             # new WebSockets away) until then: uvicorn's shutdown would cut them off.
-            while self._open_websockets() and (left := deadline - loop.time()) > 0:
+            while self._closing_websockets() and (left := deadline - loop.time()) > 0:
                 self._websocket_closed.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._websocket_closed.wait(), left)
         finally:
             self.should_exit = True
 
-    def _open_websockets(self) -> bool:
-        return any(isinstance(c, WebSocketsSansIOProtocol) for c in self.server_state.connections)
+    def _closing_websockets(self) -> bool:
+        # Only those told to close: one still to authenticate gets uvicorn's 1012 at once.
+        return any(
+            isinstance(c, WebSocketsSansIOProtocol) and c.close_sent
+            for c in self.server_state.connections
+        )
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)

@@ -383,6 +383,25 @@ async def test_a_client_that_never_answers_the_close_holds_the_drain_only_until_
             await alice.aclose()
 
 
+async def test_a_websocket_still_to_authenticate_does_not_hold_the_drain(
+    tmp_path: Path,
+) -> None:
+    env = {"RTC_DRAIN_S": "120", "RTC_WS__AUTH_TIMEOUT_S": "120"}
+    async with (
+        running_server(tmp_path, **env) as srv,
+        websockets.connect(srv.ws_url) as quiet,  # never sends its auth frame
+    ):
+        assert srv.proc is not None
+        srv.proc.send_signal(signal.SIGTERM)
+        # Nobody was told to close, so nothing is waited for: the socket gets 1012 and
+        # the node exits, long before the auth timeout or the drain period.
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(quiet.recv(), TIMEOUT_S)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1012
+        assert await wait_exit(srv) == 0
+
+
 async def test_sigterm_lets_an_in_flight_request_finish(tmp_path: Path) -> None:
     # Real argon2 cost: a registration takes a noticeable while on the server.
     async with running_server(
