@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import socket
 import subprocess
 import sys
 import threading
@@ -17,14 +16,9 @@ import pytest
 from pydantic import SecretStr
 
 from realtimechat.settings import FileSettings
+from tests.support import free_port
 
 BUCKET = "rtc-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -94,7 +88,7 @@ def _require_moto() -> None:
 def s3_server_sync() -> Iterator[MotoServer]:
     """The same, for synchronous fixtures (a module-scoped one, say)."""
     _require_moto()
-    server = MotoServer(_free_port())
+    server = MotoServer(free_port())
     try:
         server.start()
         yield server
@@ -106,7 +100,7 @@ def s3_server_sync() -> Iterator[MotoServer]:
 async def s3_server() -> AsyncIterator[MotoServer]:
     """Start a fresh moto S3 server; skip (a failure under CI) when moto is not installed."""
     _require_moto()
-    server = MotoServer(_free_port())
+    server = MotoServer(free_port())
     try:
         await asyncio.wait_for(asyncio.to_thread(server.start), 60)
         yield server

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -15,13 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import free_port
+
 PG_USER = "postgres"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _as_postgres(*cmd: str) -> list[str]:
@@ -68,7 +63,7 @@ async def postgres_server() -> AsyncIterator[PostgresServer]:
     root = Path(tempfile.mkdtemp(prefix="rtc-pg-"))
     if os.geteuid() == 0:
         shutil.chown(root, PG_USER, PG_USER)
-    server = PostgresServer(root, _free_port())
+    server = PostgresServer(root, free_port())
     await asyncio.to_thread(
         server._run, "initdb", "-D", str(server.data), "-U", PG_USER, "-A", "trust", "-E", "UTF8"
     )

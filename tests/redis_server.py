@@ -15,11 +15,7 @@ from pathlib import Path
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support import free_port
 
 
 @dataclass
@@ -81,7 +77,7 @@ async def redis_server(*, appendonly: bool = False) -> AsyncIterator[RedisServer
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (.ci/run installs Debian's redis-server)")
     root = Path(tempfile.mkdtemp(prefix="rtc-redis-"))
-    server = RedisServer(root, _free_port(), appendonly)
+    server = RedisServer(root, free_port(), appendonly)
     await asyncio.to_thread(server.start)
     try:
         yield server

@@ -15,7 +15,6 @@ import hashlib
 import io
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from tests.support import (
     FAST_HASH,
     Api,
     ServerProcess,
+    free_port,
     new_user,
     running_server,
     team_channel,
@@ -61,12 +61,6 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 async def acli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`cli` off the event loop, so servers' clients and background tasks keep running."""
     return await asyncio.to_thread(cli, *args, env=env)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def login(server: ServerProcess, email: str) -> httpx.Response:

@@ -17,13 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support import free_port
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "run_cluster.py"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _listening(port: int) -> bool:
@@ -76,8 +72,8 @@ async def test_run_cluster_starts_two_ready_nodes_that_share_logins_and_stops_cl
         pytest.skip("run-cluster needs PostgreSQL (initdb) and redis-server")
     if os.geteuid() == 0:
         shutil.chown(data_dir, "postgres", "postgres")
-    ports = {"PG_PORT": _free_port(), "REDIS_PORT": _free_port()}
-    nodes = [_free_port(), _free_port()]
+    ports = {"PG_PORT": free_port(), "REDIS_PORT": free_port()}
+    nodes = [free_port(), free_port()]
     env = {
         **os.environ,
         **{k: str(v) for k, v in ports.items()},
