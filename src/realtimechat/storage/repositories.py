@@ -58,25 +58,36 @@ _NEXT_SEQ = Prepared(
     .values(last_seq=channels.c.last_seq + 1)
     .returning(channels.c.last_seq)
 )
-_MEMBERS = (
-    sa.select(sa.func.count())
-    .where(channel_members.c.channel_id == channels.c.id)
-    .scalar_subquery()
-)
 
 
-def _next_seq_for_new_send(with_recipients: bool) -> Prepared:
+def _next_seq_for_new_send(postgres: bool) -> Prepared:
     """The common send in one statement: the seq, if the sender is a member and has not
-    sent this client_msg_id yet (else no row, and the caller finds out which)."""
-    columns: list[Any] = [
-        channels.c.last_seq,
-        channels.c.kind,
-        # Lets the send decide who may be notified without another round trip.
-        _MEMBERS.label("members"),
-    ]
-    if with_recipients:
-        # And, where everyone may be told (a DM, a small channel), who they are.
-        everyone = sa.or_(channels.c.kind == "dm", sa.bindparam("small_max") + 1 >= _MEMBERS)
+    sent this client_msg_id yet (else no row, and the caller finds out which).
+
+    Its member count lets the send decide who may be notified without another round
+    trip; on PostgreSQL, where each statement is one, it also reads who they are where
+    everyone may be told (a DM, a small channel).
+    """
+    joined: list[Any] = []
+    if postgres:
+        # Counted once (UPDATE … FROM) for RETURNING and the CASE; SQLite's RETURNING
+        # cannot see a joined table, and has no CASE to share it with.
+        m = (
+            sa.select(sa.func.count().label("n"))
+            .where(channel_members.c.channel_id == sa.bindparam("cid"))
+            .subquery("m")
+        )
+        members: Any = m.c.n
+        joined.append(m.c.n > 0)  # brings it into FROM; membership is checked below
+    else:
+        members = (
+            sa.select(sa.func.count())
+            .where(channel_members.c.channel_id == channels.c.id)
+            .scalar_subquery()
+        )
+    columns: list[Any] = [channels.c.last_seq, channels.c.kind, members.label("members")]
+    if postgres:
+        everyone = sa.or_(channels.c.kind == "dm", members <= sa.bindparam("small_max") + 1)
         columns.append(
             sa.case((everyone, notes.recipients_json()), else_=sa.null()).label("recipients")
         )
@@ -84,6 +95,7 @@ def _next_seq_for_new_send(with_recipients: bool) -> Prepared:
         channels.update()
         .where(
             channels.c.id == sa.bindparam("cid"),
+            *joined,
             sa.exists().where(
                 channel_members.c.channel_id == sa.bindparam("cid"),
                 channel_members.c.user_id == sa.bindparam("uid"),
@@ -98,9 +110,8 @@ def _next_seq_for_new_send(with_recipients: bool) -> Prepared:
     )
 
 
-_NEXT_SEQ_FOR_NEW_SEND = _next_seq_for_new_send(with_recipients=False)
-# On PostgreSQL each statement is a round trip; SQLite's are function calls.
-_NEXT_SEQ_FOR_NEW_SEND_PG = _next_seq_for_new_send(with_recipients=True)
+_NEXT_SEQ_FOR_NEW_SEND = _next_seq_for_new_send(postgres=False)
+_NEXT_SEQ_FOR_NEW_SEND_PG = _next_seq_for_new_send(postgres=True)
 _MESSAGE_BY_CLIENT_ID = Prepared(
     sa.select(messages).where(
         messages.c.sender_id == sa.bindparam("sender_id"),
