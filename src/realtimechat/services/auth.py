@@ -36,9 +36,15 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling, as proven by an access token."""
+    """Who is calling, as proven by an access token.
+
+    `session_id` is the login (the refresh-token family) the token was issued to,
+    so that signing out ends it; `expires_at` is the token's expiry (epoch seconds).
+    """
 
     user_id: str
+    session_id: str | None = None
+    expires_at: int = 0
 
 
 def _hash_token(token: str) -> str:
@@ -132,7 +138,9 @@ class AuthService:
         if result == "expired":
             raise TokenExpired("refresh token expired")
         assert isinstance(result, tuple)
-        return TokenPair(self._access_token(result[0]), new_refresh, self._settings.access_ttl_s)
+        return TokenPair(
+            self._access_token(result[0], result[1]), new_refresh, self._settings.access_ttl_s
+        )
 
     async def logout(self, refresh_token: str) -> None:
         token_hash = _hash_token(refresh_token)
@@ -166,12 +174,16 @@ class AuthService:
             raise TokenExpired("access token expired") from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized("invalid access token") from exc
-        return Principal(str(claims["sub"]))
+        sid = claims.get("sid")
+        return Principal(
+            str(claims["sub"]), sid if isinstance(sid, str) else None, int(claims["exp"])
+        )
 
-    def _access_token(self, user_id: str) -> str:
+    def _access_token(self, user_id: str, session_id: str) -> str:
         now = now_ms() // 1000
         claims = {
             "sub": user_id,
+            "sid": session_id,
             "iss": self._settings.issuer,
             "iat": now,
             "exp": now + self._settings.access_ttl_s,
@@ -193,4 +205,6 @@ class AuthService:
             )
 
         await self._db.write(work)
-        return TokenPair(self._access_token(user_id), refresh, self._settings.access_ttl_s)
+        return TokenPair(
+            self._access_token(user_id, family_id), refresh, self._settings.access_ttl_s
+        )
