@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -196,3 +197,29 @@ class TokenPair:
             "token_type": "bearer",
             "expires_in": self.expires_in,
         }
+
+
+# The rule register applies (services/auth.py): an address is compared lower-cased and
+# without surrounding space, so an invitation matches the account that address opens.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL_MAX = 320
+
+
+def normalise_email(raw: str) -> str | None:
+    """The address as accounts store it, or None if it is not a valid e-mail address."""
+    email = raw.strip().lower()
+    return email if _EMAIL.match(email) and len(email) <= EMAIL_MAX else None
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    """A pending invitation to a team; all its inviter is told is that it was sent."""
+
+    team_id: str
+    email: str
+    invited_by: str
+    created_at: int
+    expires_at: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"invited": True, "email": self.email}

@@ -7,12 +7,14 @@ from typing import Any, cast
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
 from realtimechat.domain.models import (
     Channel,
     ChannelKind,
     Event,
+    Invitation,
     Member,
     Message,
     Role,
@@ -28,6 +30,7 @@ from realtimechat.storage.tables import (
     events,
     messages,
     outbox,
+    team_invitations,
     team_members,
     teams,
     users,
@@ -203,6 +206,23 @@ def add_team_member(conn: Connection, team_id: str, user_id: str, role: Role, at
     )
 
 
+def _insert(conn: Connection, table: sa.Table) -> Any:
+    """An INSERT that can say ON CONFLICT, in the connection's dialect."""
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def add_team_member_if_absent(
+    conn: Connection, team_id: str, user_id: str, role: Role, at: int
+) -> bool:
+    """Add the membership unless it exists (another node may add it at the same time)."""
+    result = conn.execute(
+        _insert(conn, team_members)
+        .values(team_id=team_id, user_id=user_id, role=role, joined_at=at)
+        .on_conflict_do_nothing(index_elements=["team_id", "user_id"])
+    )
+    return bool(result.rowcount)
+
+
 def team_by_id(conn: Connection, team_id: str) -> Team | None:
     row = conn.execute(sa.select(teams).where(teams.c.id == team_id)).first()
     return Team(row.id, row.name, row.created_by, row.created_at) if row else None
@@ -237,6 +257,69 @@ def users_share_team(conn: Connection, a: str, b: str) -> bool:
         .limit(1)
     ).first()
     return row is not None
+
+
+# ---- team invitations ------------------------------------------------------
+def prune_team_invitations(conn: Connection, team_id: str, now: int) -> None:
+    """Forget the team's expired invitations."""
+    conn.execute(
+        team_invitations.delete().where(
+            team_invitations.c.team_id == team_id, team_invitations.c.expires_at <= now
+        )
+    )
+
+
+def pending_invitations_besides(conn: Connection, team_id: str, email: str, now: int) -> int:
+    """How many unexpired invitations the team has to addresses other than `email`."""
+    return int(
+        conn.execute(
+            sa.select(sa.func.count()).where(
+                team_invitations.c.team_id == team_id,
+                team_invitations.c.email != email,
+                team_invitations.c.expires_at > now,
+            )
+        ).scalar_one()
+    )
+
+
+def put_team_invitation(conn: Connection, inv: Invitation) -> None:
+    """Insert the invitation, or refresh the team's one to that address."""
+    stmt = _insert(conn, team_invitations).values(
+        team_id=inv.team_id,
+        email=inv.email,
+        invited_by=inv.invited_by,
+        created_at=inv.created_at,
+        expires_at=inv.expires_at,
+    )
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["team_id", "email"],
+            set_={
+                "invited_by": stmt.excluded.invited_by,
+                "created_at": stmt.excluded.created_at,
+                "expires_at": stmt.excluded.expires_at,
+            },
+        )
+    )
+
+
+def invitations_of_user(conn: Connection, user_id: str, now: int) -> list[Invitation]:
+    """The unexpired invitations to the user's own e-mail address, oldest first."""
+    rows = conn.execute(
+        sa.select(team_invitations)
+        .join(users, users.c.email == team_invitations.c.email)
+        .where(users.c.id == user_id, team_invitations.c.expires_at > now)
+        .order_by(team_invitations.c.created_at)
+    )
+    return [Invitation(r.team_id, r.email, r.invited_by, r.created_at, r.expires_at) for r in rows]
+
+
+def delete_team_invitation(conn: Connection, team_id: str, email: str) -> None:
+    conn.execute(
+        team_invitations.delete().where(
+            team_invitations.c.team_id == team_id, team_invitations.c.email == email
+        )
+    )
 
 
 # ---- channels --------------------------------------------------------------

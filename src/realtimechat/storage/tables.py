@@ -234,3 +234,18 @@ file_shares = sa.Table(
     sa.Column("channel_id", ID, nullable=False),
     sa.Index("ix_file_shares_message", "message_id"),
 )
+
+# Invitations to a team by e-mail address, whether or not an account has it: turned
+# into a membership when the account with that address next lists its teams, so the
+# inviter learns nothing about which addresses have accounts. One per team and address;
+# inviting again refreshes it.
+team_invitations = sa.Table(
+    "team_invitations",
+    metadata,
+    sa.Column("team_id", ID, sa.ForeignKey("teams.id"), primary_key=True),
+    sa.Column("email", sa.String(320), primary_key=True),
+    sa.Column("invited_by", ID, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_team_invitations_email", "email"),
+)
