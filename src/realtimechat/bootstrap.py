@@ -101,7 +101,7 @@ def build(settings: Settings) -> Deps:
         db=db,
         bus=bus,
         auth=AuthService(db=db, settings=settings.auth, secret=secret),
-        channels=ChannelService(db=db, bus=bus),
+        channels=ChannelService(db=db, bus=bus, limits=settings.limits),
         messages=MessageService(db=db, bus=bus, limits=settings.limits, notify=settings.notify),
         notifications=NotificationService(db=db),
         files=build_files(settings, db, secret),

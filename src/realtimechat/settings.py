@@ -45,6 +45,9 @@ class LimitSettings(BaseModel):
     max_in_flight: int = 512
     retry_after_s: int = 1
     page_max: int = 500
+    # Pending invitations by e-mail per team (each at most 320 bytes), and how long one lasts.
+    team_invitations_max: int = 1000
+    invitation_ttl_s: int = 7 * 24 * 3600
 
 
 class WebSocketSettings(BaseModel):

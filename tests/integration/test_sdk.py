@@ -174,8 +174,10 @@ async def test_rest_helpers_cover_the_v1_api(server: ServerProcess) -> None:
         team = await c.create_team("Acme")
         assert [t["id"] for t in await c.list_teams()] == [team["id"]]
         assert (await c.get_team(team["id"]))["name"] == "Acme"
-        await c.add_team_member(team["id"], user_id=bob.id)
-        await c.add_team_member(team["id"], email=carol.email)
+        assert (await c.add_team_member(team["id"], user_id=bob.id))["user_id"] == bob.id
+        invited = await c.add_team_member(team["id"], email=carol.email)
+        assert invited == {"invited": True, "email": carol.email}
+        assert [t["id"] for t in await carol.client.list_teams()] == [team["id"]]  # takes it up
         assert {m["user_id"] for m in await c.team_members(team["id"])} == {
             ada.id,
             bob.id,

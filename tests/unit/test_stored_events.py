@@ -32,7 +32,7 @@ async def test_membership_changes_are_derived_again_from_stored_events(tmp_path:
         bus.subscribe(published.append, lambda _s: None)
         channels = ChannelService(db=db, bus=bus)
         team = await channels.create_team("u1", "Acme")
-        await channels.add_team_member("u1", team.id, user_id="u2", email=None)
+        await channels.add_team_member("u1", team.id, user_id="u2")
         channel = await channels.create_channel("u1", team.id, "general", private=False)
         await channels.add_channel_member("u1", channel.id, "u2")
         await channels.remove_channel_member("u1", channel.id, "u2")

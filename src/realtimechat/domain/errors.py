@@ -73,6 +73,11 @@ class EmailTaken(Conflict):
     title = "E-mail already registered"
 
 
+class TooManyInvitations(Conflict):
+    code = "too_many_invitations"
+    title = "The team has too many pending invitations"
+
+
 class IdempotencyMismatch(ChatError):
     code = "idempotency_key_reused"
     title = "This idempotency key was already used with a different request"

@@ -342,6 +342,11 @@ class ChatClient:
     async def add_team_member(
         self, team_id: str, *, user_id: str | None = None, email: str | None = None
     ) -> dict[str, Any]:
+        """Add a user by id (the member), or invite an e-mail address (`{"invited", "email"}`).
+
+        An invitation says nothing about whether the address has an account; its
+        account joins the team when it next lists its teams or connects.
+        """
         body = {k: v for k, v in (("user_id", user_id), ("email", email)) if v is not None}
         result: dict[str, Any] = await self._json(
             "POST", f"/api/v1/teams/{team_id}/members", json=body, idempotent=True

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from sqlalchemy.engine import Connection
 
 from realtimechat.bus.base import Bus
-from realtimechat.domain.errors import Forbidden, NotAMember, NotFound, ValidationFailed
-from realtimechat.domain.models import Channel, ChannelKind, ChannelView, Event, Member, Role, Team
+from realtimechat.domain.errors import (
+    Forbidden,
+    NotAMember,
+    NotFound,
+    TooManyInvitations,
+    ValidationFailed,
+)
+from realtimechat.domain.models import (
+    Channel,
+    ChannelKind,
+    ChannelView,
+    Event,
+    Invitation,
+    Member,
+    Role,
+    Team,
+    normalise_email,
+)
 from realtimechat.ids import new_epoch, new_id, now_ms
 from realtimechat.services.events import append_event, publish_result
+from realtimechat.settings import LimitSettings
 from realtimechat.storage import repositories as repo
 from realtimechat.storage.database import Database
 
@@ -52,9 +70,19 @@ def member_channel(conn: Connection, channel_id: str, user_id: str) -> tuple[Cha
 class ChannelService:
     """Teams, channels, members and DMs."""
 
-    def __init__(self, *, db: Database, bus: Bus) -> None:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        bus: Bus,
+        limits: LimitSettings | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        """`clock` (UTC ms) dates invitations and decides when they expire."""
         self._db = db
         self._publish = publish_result(bus)
+        self._limits = limits or LimitSettings()
+        self._clock = clock
 
     # ---- teams --------------------------------------------------------------
     async def create_team(self, user_id: str, name: str) -> Team:
@@ -69,7 +97,17 @@ class ChannelService:
         return team
 
     async def list_teams(self, user_id: str) -> list[Team]:
-        return await self._db.read(lambda c: repo.teams_of_user(c, user_id))
+        """The user's teams, after turning invitations to their address into memberships."""
+
+        def work(conn: Connection) -> tuple[list[Team], bool]:
+            invited = bool(repo.invitations_of_user(conn, user_id, self._clock()))
+            return repo.teams_of_user(conn, user_id), invited
+
+        teams, invited = await self._db.read(work)
+        if invited:
+            await self._accept_invitations(user_id)
+            teams = await self._db.read(lambda c: repo.teams_of_user(c, user_id))
+        return teams
 
     async def get_team(self, user_id: str, team_id: str) -> Team:
         def work(conn: Connection) -> Team:
@@ -82,32 +120,63 @@ class ChannelService:
         return await self._db.read(work)
 
     async def add_team_member(
-        self, actor_id: str, team_id: str, *, user_id: str | None, email: str | None
+        self, actor_id: str, team_id: str, *, user_id: str
     ) -> tuple[Member, bool]:
-        """Add a user (by id or e-mail) to a team; (member, created)."""
+        """Add a user by id to a team; (member, created)."""
 
         def work(conn: Connection) -> tuple[Member, bool]:
-            role = repo.team_role(conn, team_id, actor_id)
-            if role is None:
-                raise NotFound("team not found")
-            if role not in ADMIN_ROLES:
-                raise Forbidden("only team owners and admins add members")
-            target = None
-            if user_id:
-                target = repo.user_by_id(conn, user_id)
-            elif email:
-                found = repo.user_with_hash_by_email(conn, email.strip().lower())
-                target = found[0] if found else None
+            _require_team_admin(conn, team_id, actor_id)
+            target = repo.user_by_id(conn, user_id)
             if target is None:
                 raise NotFound("user not found")
             existing = repo.team_role(conn, team_id, target.id)
             if existing is not None:
                 return Member(target.id, target.display_name, existing, 0), False
             at = now_ms()
-            repo.add_team_member(conn, team_id, target.id, "member", at)
+            if not _join_team(conn, team_id, target.id, at):
+                return Member(target.id, target.display_name, "member", 0), False
             return Member(target.id, target.display_name, "member", at), True
 
         return await self._db.write(work)
+
+    async def invite_to_team(self, actor_id: str, team_id: str, email: str) -> Invitation:
+        """Invite an e-mail address to a team, whether or not an account has it.
+
+        Nothing here reads the users table: the answer, and the work behind it, is the
+        same for an address with an account and one without, so it reveals neither.
+        The invitation becomes a membership when that account next lists its teams.
+        """
+        address = normalise_email(email)
+        if address is None:
+            raise ValidationFailed("email is not a valid e-mail address", field="email")
+        most = self._limits.team_invitations_max
+
+        def work(conn: Connection) -> Invitation:
+            _require_team_admin(conn, team_id, actor_id)
+            now = self._clock()
+            repo.prune_team_invitations(conn, team_id, now)
+            if repo.pending_invitations_besides(conn, team_id, address, now) >= most:
+                raise TooManyInvitations(
+                    f"a team has at most {most} pending invitations", limit=most
+                )
+            invitation = Invitation(
+                team_id, address, actor_id, now, now + self._limits.invitation_ttl_s * 1000
+            )
+            repo.put_team_invitation(conn, invitation)
+            return invitation
+
+        return await self._db.write(work)
+
+    async def _accept_invitations(self, user_id: str) -> None:
+        """Turn the unexpired invitations to the user's address into team memberships."""
+
+        def work(conn: Connection) -> None:
+            now = self._clock()
+            for invitation in repo.invitations_of_user(conn, user_id, now):
+                _join_team(conn, invitation.team_id, user_id, now_ms())
+                repo.delete_team_invitation(conn, invitation.team_id, invitation.email)
+
+        await self._db.write(work)
 
     async def team_members(self, user_id: str, team_id: str) -> list[Member]:
         def work(conn: Connection) -> list[Member]:
@@ -188,8 +257,23 @@ class ChannelService:
         return await self._db.read(work)
 
     async def subscriptions(self, user_id: str) -> list[Channel]:
-        """The channels whose events a live session of this user receives."""
-        return await self._db.read(lambda c: [ch for ch, _, _ in repo.channels_of_user(c, user_id)])
+        """The channels whose events a live session of this user receives.
+
+        A session starting is the user looking at their teams too: invitations to
+        their address become memberships here, as in `list_teams`.
+        """
+
+        def work(conn: Connection) -> tuple[list[Channel], bool]:
+            invited = bool(repo.invitations_of_user(conn, user_id, self._clock()))
+            return [ch for ch, _, _ in repo.channels_of_user(conn, user_id)], invited
+
+        channels, invited = await self._db.read(work)
+        if invited:
+            await self._accept_invitations(user_id)
+            channels = await self._db.read(
+                lambda c: [ch for ch, _, _ in repo.channels_of_user(c, user_id)]
+            )
+        return channels
 
     async def last_seqs(self, channel_ids: list[str]) -> dict[str, int]:
         """The last seq of each channel, for a node catching up on what its bus missed."""
@@ -323,6 +407,25 @@ class ChannelService:
             return repo.set_read_seq(conn, channel_id, user_id, min(seq, channel.last_seq))
 
         return await self._db.write(work)
+
+
+def _require_team_admin(conn: Connection, team_id: str, user_id: str) -> None:
+    """NotFound to a non-member of the team, Forbidden to a member who is no admin."""
+    role = repo.team_role(conn, team_id, user_id)
+    if role is None:
+        raise NotFound("team not found")
+    if role not in ADMIN_ROLES:
+        raise Forbidden("only team owners and admins add members")
+
+
+def _join_team(conn: Connection, team_id: str, user_id: str, at: int) -> bool:
+    """Make the user a plain member of the team; False if they already were.
+
+    The one way in, for an add by user id and an accepted invitation alike. It
+    writes no channel event: a new team member joins channels on their own (or is
+    added to them), and that join is the `member.joined` event.
+    """
+    return repo.add_team_member_if_absent(conn, team_id, user_id, "member", at)
 
 
 def _view(

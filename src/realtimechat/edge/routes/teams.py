@@ -30,16 +30,32 @@ async def get_team(team_id: str, user: CurrentUser, deps: AppDeps) -> Response:
     return json((await deps.channels.get_team(user.user_id, team_id)).to_json())
 
 
-@router.post("/teams/{team_id}/members", status_code=201, tags=["teams"])
+@router.post(
+    "/teams/{team_id}/members",
+    status_code=201,
+    tags=["teams"],
+    responses={
+        200: {"description": "Already a member (by user_id)"},
+        202: {"description": "Invited by e-mail: the same answer whether or not it has an account"},
+    },
+)
 async def add_team_member(
     team_id: str, body: AddMemberIn, user: CurrentUser, deps: AppDeps
 ) -> Response:
-    if not body.user_id and not body.email:
-        raise ValidationFailed("give user_id or email", field="user_id")
-    member, created = await deps.channels.add_team_member(
-        user.user_id, team_id, user_id=body.user_id, email=body.email
-    )
-    return json(member.to_json(), 201 if created else 200)
+    """Add a user by `user_id` (201, or 200 if already in), or invite an `email` (202).
+
+    An invitation answers the same whether or not the address has an account; it
+    becomes a membership when that account next lists its teams or connects.
+    """
+    if body.user_id:
+        member, created = await deps.channels.add_team_member(
+            user.user_id, team_id, user_id=body.user_id
+        )
+        return json(member.to_json(), 201 if created else 200)
+    if body.email:
+        invitation = await deps.channels.invite_to_team(user.user_id, team_id, body.email)
+        return json(invitation.to_json(), 202)
+    raise ValidationFailed("give user_id or email", field="user_id")
 
 
 @router.get("/teams/{team_id}/members", tags=["teams"])
