@@ -249,6 +249,48 @@ async def test_join_and_leave_are_events(alice: Api, bob: Api, carol: Api) -> No
     ]
 
 
+async def test_only_admins_add_others_to_a_private_channel(
+    server: ServerProcess, alice: Api, bob: Api, carol: Api
+) -> None:
+    dave = await new_user(server, "dave")
+    try:
+        team_id = await team_with(alice, bob, carol, dave)
+        # Bob creates it, so he is its admin; Alice is a plain member of it, but owns the team.
+        private = await bob.create_channel(team_id, "secret", private=True)
+        path = f"/api/v1/channels/{private['id']}/members"
+        await bob.join(private["id"], alice)
+        await bob.join(private["id"], carol)
+        before = await bob.ok("GET", f"/api/v1/channels/{private['id']}", 200)
+
+        # Carol sees the channel (so 403, not 404) but may not bring anyone in.
+        refused = await carol.request("POST", path, json={"user_id": dave.user_id})
+        assert_problem(refused, 403, "channel_admin_required")
+        assert_problem(
+            await carol.request("POST", path, json={"user_id": missing_id()}),
+            403,
+            "channel_admin_required",
+        )
+        after = await bob.ok("GET", f"/api/v1/channels/{private['id']}", 200)
+        assert after["last_seq"] == before["last_seq"]
+        members = (await carol.ok("GET", path, 200))["members"]
+        assert dave.user_id not in {m["user_id"] for m in members}
+        # Re-adding herself is no change, so no refusal either.
+        assert (
+            await carol.request("POST", path, json={"user_id": carol.user_id})
+        ).status_code == 200
+
+        # The team's owner may, though only a member of the channel.
+        await alice.ok("POST", path, 201, json={"user_id": dave.user_id})
+        # A public channel stays open: any member adds any team member.
+        public = await bob.create_channel(team_id, "open")
+        await bob.join(public["id"], carol)
+        await carol.ok(
+            "POST", f"/api/v1/channels/{public['id']}/members", 201, json={"user_id": dave.user_id}
+        )
+    finally:
+        await dave.aclose()
+
+
 async def test_rename_is_an_event(alice: Api, bob: Api) -> None:
     team_id = await team_with(alice, bob)
     channel = await alice.create_channel(team_id, "general")

@@ -78,6 +78,11 @@ class TooManyInvitations(Conflict):
     title = "The team has too many pending invitations"
 
 
+class ChannelAdminRequired(Forbidden):
+    code = "channel_admin_required"
+    title = "Only the channel's admins add members to a private channel"
+
+
 class IdempotencyMismatch(ChatError):
     code = "idempotency_key_reused"
     title = "This idempotency key was already used with a different request"

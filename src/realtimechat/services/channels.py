@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 
 from realtimechat.bus.base import Bus
 from realtimechat.domain.errors import (
+    ChannelAdminRequired,
     Forbidden,
     NotAMember,
     NotFound,
@@ -307,6 +308,8 @@ class ChannelService:
                 raise Forbidden("direct message channels have fixed members")
             if role is None and actor_id != user_id:
                 raise Forbidden("join the channel before adding others")
+            if channel.kind == "private" and actor_id != user_id:
+                _require_channel_admin(conn, channel, actor_id, role)
             target = repo.user_by_id(conn, user_id)
             if target is None or (
                 channel.team_id and repo.team_role(conn, channel.team_id, user_id) is None
@@ -416,6 +419,17 @@ def _require_team_admin(conn: Connection, team_id: str, user_id: str) -> None:
         raise NotFound("team not found")
     if role not in ADMIN_ROLES:
         raise Forbidden("only team owners and admins add members")
+
+
+def _require_channel_admin(
+    conn: Connection, channel: Channel, user_id: str, role: Role | None
+) -> None:
+    """ChannelAdminRequired unless the user administers the channel or its team."""
+    if role in ADMIN_ROLES:
+        return
+    team_role = repo.team_role(conn, channel.team_id, user_id) if channel.team_id else None
+    if team_role not in ADMIN_ROLES:
+        raise ChannelAdminRequired("only the channel's admins and the team's admins add members")
 
 
 def _join_team(conn: Connection, team_id: str, user_id: str, at: int) -> bool:
