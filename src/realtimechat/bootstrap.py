@@ -17,6 +17,7 @@ from realtimechat.services.channels import ChannelService
 from realtimechat.services.files import FileService
 from realtimechat.services.messages import MessageService
 from realtimechat.services.notifications import NotificationService
+from realtimechat.services.sessions import Revocations
 from realtimechat.settings import Settings
 from realtimechat.storage import tokens
 from realtimechat.storage.database import Database
@@ -100,7 +101,12 @@ def build(settings: Settings) -> Deps:
         settings=settings,
         db=db,
         bus=bus,
-        auth=AuthService(db=db, settings=settings.auth, secret=secret),
+        auth=AuthService(
+            db=db,
+            settings=settings.auth,
+            secret=secret,
+            revocations=Revocations(db=db, poll_s=settings.auth.revocation_poll_s),
+        ),
         channels=ChannelService(db=db, bus=bus, limits=settings.limits),
         messages=MessageService(db=db, bus=bus, limits=settings.limits, notify=settings.notify),
         notifications=NotificationService(db=db),

@@ -31,6 +31,14 @@ class AuthSettings(BaseModel):
     # argon2id cost; the defaults are the library's recommendation (RFC 9106 low-memory).
     hash_time_cost: int = 3
     hash_memory_kib: int = 65536
+    # Failed sign-ins per e-mail address: this many are free, then each locks the
+    # address for twice as long as the last (from lockout_base_s, capped).
+    lockout_free_attempts: int = 5
+    lockout_base_s: float = 1.0
+    lockout_max_s: float = 15 * 60.0
+    lockout_reset_s: float = 3600.0  # quiet this long, and the count starts again
+    # How often a node reads logins revoked on other nodes (its own apply at once).
+    revocation_poll_s: float = 1.0
 
 
 class LimitSettings(BaseModel):
@@ -165,6 +173,9 @@ class Settings(BaseSettings):
     # None: the in-process bus and local rate limits. Else e.g. redis://host:6379/0.
     redis_url: str | None = None
     drain_s: float = 30.0
+    # Peers (addresses or CIDR networks, comma-separated) whose X-Forwarded-For and
+    # X-Forwarded-Proto are believed; empty, the client address is the TCP peer's.
+    trusted_proxies: str = ""
     # `serve` also runs the worker's jobs (outbox relay, housekeeping). Several are
     # safe; a cluster may leave them to `realtimechat worker` processes instead.
     run_worker: bool = True
@@ -186,6 +197,10 @@ class Settings(BaseSettings):
     files: FileSettings = Field(default_factory=FileSettings)
     # Bearer token for /api/v1/admin (feature flags); unset, the admin API answers 404.
     admin_token: SecretStr | None = None
+
+    def proxies(self) -> list[str]:
+        """The trusted proxies' addresses and networks, from RTC_TRUSTED_PROXIES."""
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
 
     def files_dir(self) -> Path:
         """Where local-disk files live: RTC_FILES__LOCAL_DIR, else data_dir/files."""

@@ -157,7 +157,11 @@ async def test_refresh_rotates_and_reuse_revokes_the_whole_family(
     assert_problem(resp, 401, "refresh_token_revoked")
     assert resp.headers["www-authenticate"].lower().startswith("bearer")
     assert_problem(await refresh(anon, second["refresh_token"]), 401, "refresh_token_reused")
+    # The login's access tokens end with it, before their 15 minutes are up.
+    for pair in (first, second, third):
+        assert_problem(await whoami(anon, pair["access_token"]), 401, "session_revoked")
     # Another login of the same user is another family and keeps working.
+    assert (await whoami(anon, other_login["access_token"])).status_code == 200
     assert_token_pair(await refresh(anon, other_login["refresh_token"]))
 
 
@@ -189,7 +193,13 @@ async def test_logout_revokes_the_family(anon: httpx.AsyncClient) -> None:
         assert resp.headers["www-authenticate"].lower().startswith("bearer")
     # The token rotated before the logout was used already: presenting it again is reuse.
     assert_problem(await refresh(anon, first["refresh_token"]), 401, "refresh_token_reused")
+    # Its access tokens are refused at once, not when they expire.
+    for pair in (first, second):
+        resp = await whoami(anon, pair["access_token"])
+        assert_problem(resp, 401, "session_revoked")
+        assert resp.headers["www-authenticate"].lower().startswith("bearer")
     # Logging out one session leaves the user's other logins alone.
+    assert (await whoami(anon, kept["access_token"])).status_code == 200
     assert_token_pair(await refresh(anon, kept["refresh_token"]))
 
 

@@ -63,6 +63,13 @@ class RefreshTokenRevoked(Unauthorized):
     title = "Refresh token revoked"
 
 
+class SessionRevoked(Unauthorized):
+    """An access token of a login that was signed out or revoked since it was issued."""
+
+    code = "session_revoked"
+    title = "This login was signed out"
+
+
 class Conflict(ChatError):
     code = "conflict"
     title = "Conflict"
@@ -115,6 +122,13 @@ class RateLimited(ChatError):
     def __init__(self, retry_after_s: int, detail: str | None = None) -> None:
         super().__init__(detail)
         self.retry_after_s = retry_after_s
+
+
+class LoginLocked(RateLimited):
+    """Too many failed sign-ins for this e-mail address, whether or not it has an account."""
+
+    code = "login_locked"
+    title = "Too many failed sign-ins; try again later"
 
 
 class Overloaded(ChatError):

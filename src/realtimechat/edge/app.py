@@ -56,6 +56,11 @@ def create_app(deps: Deps) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         deps.db.start()
+        revocations = deps.auth.revocations
+        # Known before the first request; then each new one closes its sockets here.
+        await revocations.refresh()
+        revocations.on_revoked(hub.close_sessions)
+        revocations.start()
         deps.bus.subscribe(hub.on_event, hub.on_ephemeral)
         if acks is not None:
             deps.bus.on_confirmed(acks.published)
@@ -70,6 +75,7 @@ def create_app(deps: Deps) -> FastAPI:
             yield
         finally:
             await gateway.drain(deps.settings.drain_s)
+            await revocations.stop()
             for task in (catch_up, worker):
                 if task is not None:
                     await task.stop()

@@ -122,3 +122,16 @@ def set_job_counts(counts: dict[str, dict[str, int]]) -> None:
 def exposition() -> tuple[bytes, str]:
     """The text exposition of every metric, and its content type."""
     return generate_latest(), CONTENT_TYPE_LATEST
+
+
+LOGIN_FAILURES = Counter(
+    "rtc_login_failures_total",
+    "Failed sign-ins: invalid_credentials (wrong e-mail or password) or locked (refused "
+    "unchecked while the account is locked out).",
+    ["reason"],
+)
+SESSIONS_REVOKED = Counter(
+    "rtc_sessions_revoked_total",
+    "Logins this node learned were revoked (its own logouts and reuse detections, and "
+    "those read from the database).",
+)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import jwt
@@ -17,19 +19,27 @@ from sqlalchemy.engine import Connection
 from realtimechat.domain.errors import (
     EmailTaken,
     InvalidCredentials,
+    LoginLocked,
     NotFound,
     RefreshTokenReused,
     RefreshTokenRevoked,
+    SessionRevoked,
     TokenExpired,
     Unauthorized,
     ValidationFailed,
 )
+from realtimechat.domain.lockout import LockoutPolicy
 from realtimechat.domain.models import TokenPair, User
 from realtimechat.ids import new_id, now_ms
+from realtimechat.observability import metrics
+from realtimechat.services.sessions import Revocations
 from realtimechat.settings import AuthSettings
 from realtimechat.storage import repositories as repo
+from realtimechat.storage import sessions as session_repo
 from realtimechat.storage import tokens as token_repo
 from realtimechat.storage.database import Database
+
+log = logging.getLogger(__name__)
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -51,13 +61,34 @@ def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class AuthService:
-    """Registration, login, refresh rotation with reuse detection, logout."""
+def _account_key(email: str) -> str:
+    """The lockout key of an e-mail address, with or without an account."""
+    return hashlib.sha256(b"rtc-login\0" + email.encode()).hexdigest()
 
-    def __init__(self, *, db: Database, settings: AuthSettings, secret: str) -> None:
+
+class AuthService:
+    """Registration, login with lockout, refresh rotation with reuse detection, logout."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        settings: AuthSettings,
+        secret: str,
+        revocations: Revocations,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
         self._db = db
         self._settings = settings
         self._secret = secret
+        self.revocations = revocations
+        self._clock = clock
+        self._lockout = LockoutPolicy(
+            free=settings.lockout_free_attempts,
+            base_ms=int(settings.lockout_base_s * 1000),
+            max_ms=int(settings.lockout_max_s * 1000),
+            reset_ms=int(settings.lockout_reset_s * 1000),
+        )
         self._hasher = PasswordHasher(
             time_cost=settings.hash_time_cost, memory_cost=settings.hash_memory_kib
         )
@@ -87,36 +118,65 @@ class AuthService:
         return user
 
     async def login(self, email: str, password: str) -> TokenPair:
+        """Tokens for a right password; every address (with an account or not) locks alike."""
         email = email.strip().lower()
-        found = await self._db.read(lambda c: repo.user_with_hash_by_email(c, email))
+        key = _account_key(email)
+        now = self._clock()
+
+        def attempt(conn: Connection) -> tuple[int, tuple[User, str] | None]:
+            state = session_repo.failures(conn, key)
+            if state.locked_until > now:
+                return state.locked_until, None
+            # Counted before the password is checked (and cleared on success), so
+            # guesses sent all at once are each counted.
+            failures, locked_until = self._lockout.after_failure(
+                state.failures, state.last_failed_at, now
+            )
+            session_repo.set_failures(conn, key, session_repo.Failures(failures, locked_until, now))
+            return 0, repo.user_with_hash_by_email(conn, email)
+
+        locked_until, found = await self._db.write(attempt)
+        if locked_until:
+            metrics.LOGIN_FAILURES.labels("locked").inc()
+            retry_after_s = LockoutPolicy.retry_after_s(locked_until, now)
+            log.warning(
+                "login refused: locked out",
+                extra={"account": key[:12], "retry_after_s": retry_after_s},
+            )
+            raise LoginLocked(
+                retry_after_s,
+                f"too many failed sign-ins for this address; try again in {retry_after_s} s",
+            )
         stored = found[1] if found else self._dummy_hash  # same cost either way
         try:
             await asyncio.to_thread(self._hasher.verify, stored, password)
-        except (VerifyMismatchError, InvalidHashError) as exc:
-            raise InvalidCredentials() from exc
+        except (VerifyMismatchError, InvalidHashError):
+            found = None
         if found is None:
+            metrics.LOGIN_FAILURES.labels("invalid_credentials").inc()
+            log.warning("login failed: invalid credentials", extra={"account": key[:12]})
             raise InvalidCredentials()
-        return await self._issue(found[0].id, family_id=new_id())
+        return await self._issue(found[0].id, family_id=new_id(), clear_failures=key)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         token_hash = _hash_token(refresh_token)
-        now = now_ms()
+        now = self._clock()
         new_refresh = secrets.token_urlsafe(32)
 
-        def work(conn: Connection) -> tuple[str, str] | str:
+        def work(conn: Connection) -> tuple[str, str]:
             row = token_repo.by_hash(conn, token_hash)
             if row is None:
-                return "unknown"
+                return "unknown", ""
             if row.used_at is not None:
                 # A rotated token presented again: someone holds a stolen copy.
-                token_repo.revoke_family(conn, row.family_id, now)
-                return "reused"
+                self._revoke(conn, row.family_id, now)
+                return "reused", row.family_id
             if row.revoked_at is not None:
                 # Revoked but never used: its login was signed out (or its family revoked),
                 # which is no evidence of theft. Refused, and nothing else changes.
-                return "revoked"
+                return "revoked", ""
             if row.expires_at <= now:
-                return "expired"
+                return "expired", ""
             token_repo.mark_used(conn, row.id, now)
             token_repo.insert(
                 conn,
@@ -126,32 +186,51 @@ class AuthService:
                 now=now,
                 expires_at=now + self._settings.refresh_ttl_s * 1000,
             )
-            return row.user_id, row.family_id
+            return str(row.user_id), str(row.family_id)
 
-        result = await self._db.write(work)
-        if result == "unknown":
+        outcome, family_id = await self._db.write(work)
+        if outcome == "unknown":
             raise Unauthorized("unknown refresh token")
-        if result == "reused":
+        if outcome == "reused":
+            self._revoked_here(family_id, now)
             raise RefreshTokenReused()
-        if result == "revoked":
+        if outcome == "revoked":
             raise RefreshTokenRevoked("this login was signed out or revoked; log in again")
-        if result == "expired":
+        if outcome == "expired":
             raise TokenExpired("refresh token expired")
-        assert isinstance(result, tuple)
         return TokenPair(
-            self._access_token(result[0], result[1]), new_refresh, self._settings.access_ttl_s
+            self._access_token(outcome, family_id), new_refresh, self._settings.access_ttl_s
         )
 
     async def logout(self, refresh_token: str) -> None:
+        """Sign the login out: its refresh tokens, access tokens and sockets end now."""
         token_hash = _hash_token(refresh_token)
-        now = now_ms()
+        now = self._clock()
 
-        def work(conn: Connection) -> None:
+        def work(conn: Connection) -> str | None:
             row = token_repo.by_hash(conn, token_hash)
-            if row is not None:
-                token_repo.revoke_family(conn, row.family_id, now)
+            if row is None:
+                return None
+            self._revoke(conn, row.family_id, now)
+            return str(row.family_id)
 
-        await self._db.write(work)
+        family_id = await self._db.write(work)
+        if family_id is not None:
+            self._revoked_here(family_id, now)
+
+    def _revoke(self, conn: Connection, family_id: str, now: int) -> None:
+        """Revoke a login's refresh tokens and record it for its access tokens' lifetime."""
+        token_repo.revoke_family(conn, family_id, now)
+        session_repo.revoke(conn, family_id, now, self._revocation_expiry(now))
+
+    def _revocation_expiry(self, now: int) -> int:
+        # Every access token of the login was issued by now, so each expires by then
+        # (a second of slack for the token's whole-second timestamps).
+        return now + (self._settings.access_ttl_s + 1) * 1000
+
+    def _revoked_here(self, family_id: str, now: int) -> None:
+        """Apply a committed revocation on this node at once (others read it in a poll)."""
+        self.revocations.learn([(family_id, self._revocation_expiry(now))])
 
     async def user(self, user_id: str) -> User:
         """The user record (NotFound if the account is gone)."""
@@ -175,12 +254,13 @@ class AuthService:
         except jwt.PyJWTError as exc:
             raise Unauthorized("invalid access token") from exc
         sid = claims.get("sid")
-        return Principal(
-            str(claims["sub"]), sid if isinstance(sid, str) else None, int(claims["exp"])
-        )
+        session_id = sid if isinstance(sid, str) else None
+        if session_id is not None and self.revocations.is_revoked(session_id):
+            raise SessionRevoked("this login was signed out or revoked; log in again")
+        return Principal(str(claims["sub"]), session_id, int(claims["exp"]))
 
     def _access_token(self, user_id: str, session_id: str) -> str:
-        now = now_ms() // 1000
+        now = self._clock() // 1000
         claims = {
             "sub": user_id,
             "sid": session_id,
@@ -190,11 +270,15 @@ class AuthService:
         }
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
-    async def _issue(self, user_id: str, *, family_id: str) -> TokenPair:
+    async def _issue(
+        self, user_id: str, *, family_id: str, clear_failures: str | None = None
+    ) -> TokenPair:
         refresh = secrets.token_urlsafe(32)
-        now = now_ms()
+        now = self._clock()
 
         def work(conn: Connection) -> None:
+            if clear_failures is not None:
+                session_repo.set_failures(conn, clear_failures, session_repo.Failures())
             token_repo.insert(
                 conn,
                 user_id=user_id,

@@ -134,6 +134,28 @@ refresh_tokens = sa.Table(
     sa.Index("ix_refresh_tokens_family", "family_id"),
 )
 
+# Logins signed out or revoked (a refresh-token family): their access tokens are
+# refused until they would have expired anyway (expires_at).
+revoked_sessions = sa.Table(
+    "revoked_sessions",
+    metadata,
+    sa.Column("session_id", ID, primary_key=True),
+    sa.Column("revoked_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_revoked_sessions_revoked_at", "revoked_at"),
+)
+
+# Failed sign-ins per account key (sha256 of the normalised e-mail, so addresses with
+# no account are tracked alike and not stored in the clear).
+login_failures = sa.Table(
+    "login_failures",
+    metadata,
+    sa.Column("account_key", sa.String(64), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("locked_until", sa.BigInteger, nullable=False),
+    sa.Column("last_failed_at", sa.BigInteger, nullable=False),
+)
+
 # Push tokens; a token belongs to one user at a time (the last to register it).
 devices = sa.Table(
     "devices",

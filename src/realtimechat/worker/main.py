@@ -27,7 +27,7 @@ from realtimechat.services.outbox import OutboxRelay, Publish
 from realtimechat.services.stats import refresh_metrics
 from realtimechat.settings import Settings
 from realtimechat.storage import notifications as notes
-from realtimechat.storage import tokens
+from realtimechat.storage import sessions, tokens
 from realtimechat.storage.database import Database
 from realtimechat.storage.migrate import upgrade
 
@@ -38,6 +38,8 @@ METRICS_REFRESH_S = 5.0
 # Finished jobs are kept a while for on-call to look at; dead ones longer, to requeue.
 FINISHED_JOBS_KEPT_MS = 7 * 24 * 3600 * 1000
 DEAD_JOBS_KEPT_MS = 30 * 24 * 3600 * 1000
+# Failed sign-ins are forgotten a day after the last one (the lock's count resets sooner).
+STALE_FAILURES_MS = 24 * 3600 * 1000
 
 
 class Worker:
@@ -82,6 +84,8 @@ class Worker:
         """Delete expired refresh tokens and old finished notification jobs; (tokens, jobs)."""
         now = now_ms() if now is None else now
         expired = await self._db.write(lambda c: tokens.delete_expired(c, now))
+        await self._db.write(lambda c: sessions.delete_expired_revocations(c, now))
+        await self._db.write(lambda c: sessions.delete_stale_failures(c, now - STALE_FAILURES_MS))
         finished = await self._db.write(
             lambda c: notes.delete_finished(c, now - FINISHED_JOBS_KEPT_MS, now - DEAD_JOBS_KEPT_MS)
         )
