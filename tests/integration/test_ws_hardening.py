@@ -6,20 +6,34 @@ Each test runs a real server process and real WebSocket clients.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from tests.integration.ws_support import (
+    Frame,
     before_pong,
     connect_slow_reader,
     dumps,
     raw_connect,
     read_until_closed,
     token,
+    until,
 )
-from tests.support import Api, ServerProcess, WsClient, new_user, running_server, unique
+from tests.support import (
+    Api,
+    ServerProcess,
+    WsClient,
+    new_user,
+    running_server,
+    team_channel,
+    unique,
+)
 
 QUIET = {
     # No heartbeats or protocol pings during the test: a client that does not read
@@ -184,3 +198,140 @@ async def test_a_resume_cursor_with_a_huge_channel_id_is_answered_without_it(
     assert (err["code"], err["ref"]) == ("validation_error", "resume")
     assert len(dumps(err)) < 1024
     await ws.close()
+
+
+# ---- re-authentication and token expiry ---------------------------------------------------
+
+
+async def refreshed(api: Api) -> dict[str, Any]:
+    """A fresh token pair for the same login (the refresh token rotates)."""
+    pair: dict[str, Any] = await api.ok(
+        "POST", "/api/v1/auth/refresh", 200, json={"refresh_token": api.refresh_token}
+    )
+    api.refresh_token = pair["refresh_token"]
+    return pair
+
+
+async def closed(ws: WsClient, timeout: float = 20) -> tuple[list[Frame], int | None, str]:
+    """Every frame until the server closes; (frames, close code, close reason)."""
+    frames: list[Frame] = []
+    try:
+        while True:
+            frames.append(await ws.recv(timeout))
+    except ConnectionClosed as exc:
+        if exc.rcvd is None:
+            return frames, None, ""
+        return frames, exc.rcvd.code, exc.rcvd.reason
+
+
+async def test_a_fresh_token_of_the_same_user_re_authenticates_the_socket(
+    server: ServerProcess, alice: Api, bob: Api
+) -> None:
+    ws = await WsClient.connect(server, token(alice))
+    assert isinstance(ws.ready["expires_at"], int)
+    pair = await refreshed(alice)
+    await ws.send({"type": "auth", "token": pair["access_token"]})
+    (ok,) = await before_pong(ws)
+    assert ok["type"] == "auth_ok"
+    assert ok["expires_at"] >= ws.ready["expires_at"]
+    await ws.close()
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ({"type": "auth", "token": "not.a.jwt"}, "unauthorized"),
+        ({"type": "auth"}, "validation_error"),
+        ({"type": "auth", "token": "bob"}, "forbidden"),
+    ],
+    ids=["invalid-token", "no-token", "another-users-token"],
+)
+async def test_a_refused_re_auth_is_an_error_and_keeps_the_socket(
+    server: ServerProcess, alice: Api, bob: Api, frame: Frame, code: str
+) -> None:
+    channel = await team_channel(alice, bob)
+    if frame.get("token") == "bob":
+        frame = {**frame, "token": token(bob)}
+    ws = await WsClient.connect(server, token(alice))
+    await ws.send(frame)
+    (err,) = await before_pong(ws)
+    assert (err["type"], err["code"], err["ref"]) == ("error", code, "auth")
+    # Still alice's socket: her channel's events arrive, under her name.
+    sent = await bob.send(channel["id"], "still yours")
+    (event,) = await ws.events(1, channel["id"])
+    assert event["data"] == sent
+    ok = await ws_send(ws, channel["id"], "mine")
+    assert ok["message"]["sender_id"] == alice.user_id
+    await ws.close()
+
+
+async def ws_send(ws: WsClient, channel_id: str, body: str) -> Frame:
+    """Send over the socket; the answer (send_ok or an error for this id)."""
+    cmid = unique("c")
+    await ws.send({"type": "send", "channel_id": channel_id, "client_msg_id": cmid, "body": body})
+    frames = await until(
+        ws, lambda f: f["type"] in ("send_ok", "error") and f.get("client_msg_id") == cmid
+    )
+    return frames[-1]
+
+
+SHORT_TOKENS = {**QUIET, "RTC_AUTH__ACCESS_TTL_S": "2", "RTC_WS__REAUTH_GRACE_S": "1"}
+
+
+async def until_wall_clock(epoch_s: float) -> None:
+    """Wait for the wall clock (the one tokens expire by) to pass `epoch_s`."""
+    await asyncio.sleep(max(0.0, epoch_s - time.time()))
+
+
+async def test_a_socket_whose_token_expires_is_closed_after_the_grace(tmp_path: Path) -> None:
+    async with running_server(tmp_path, **SHORT_TOKENS) as server:
+        alice, bob = await new_user(server, "alice"), await new_user(server, "bob")
+        channel = await team_channel(alice, bob)
+        ws = await WsClient.connect(server, token(alice))
+        deadline = ws.ready["expires_at"] + 1
+        await until_wall_clock(deadline + 0.05)
+        # Past expiry and grace: whatever comes now is not served.
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(
+                {"type": "send", "channel_id": channel["id"], "client_msg_id": unique("c"),
+                 "body": "too late"}
+            )  # fmt: skip
+        frames, code, reason = await closed(ws)
+        assert time.time() >= deadline
+        assert (code, reason) == (4401, "token_expired")
+        assert frames[-1]["type"] == "error"
+        assert frames[-1]["code"] == "token_expired"
+        assert not [f for f in frames if f["type"] == "send_ok"]
+        fresh = await refreshed(bob)
+        bob.authorize(fresh["access_token"])
+        assert [e for e in await bob.events(channel["id"]) if e["event"] == "message.created"] == []
+        await alice.aclose()
+        await bob.aclose()
+
+
+async def test_re_auth_within_the_grace_keeps_the_socket_open(tmp_path: Path) -> None:
+    async with running_server(tmp_path, **SHORT_TOKENS) as server:
+        alice, bob = await new_user(server, "alice"), await new_user(server, "bob")
+        channel = await team_channel(alice, bob)
+        ws = await WsClient.connect(server, token(alice))
+        first_expiry = ws.ready["expires_at"]
+        await until_wall_clock(first_expiry + 0.05)  # expired, within the grace
+        await ws.send({"type": "auth", "token": token(alice)})  # the expired one: refused
+        (err,) = await before_pong(ws)
+        assert (err["code"], err["ref"]) == ("token_expired", "auth")
+        pair = await refreshed(alice)
+        await ws.send({"type": "auth", "token": pair["access_token"]})
+        (ok,) = await before_pong(ws)
+        assert ok["type"] == "auth_ok"
+        assert ok["expires_at"] > first_expiry + 1
+        await until_wall_clock(first_expiry + 1 + 1.5)  # the old deadline and a sweep passed
+        bob.authorize((await refreshed(bob))["access_token"])
+        sent = await bob.send(channel["id"], "still here?")
+        (event,) = await ws.events(1, channel["id"])
+        assert event["data"] == sent
+        # And the new token's expiry ends it in turn.
+        _, code, reason = await closed(ws)
+        assert (code, reason) == (4401, "token_expired")
+        assert time.time() >= ok["expires_at"] + 1
+        await alice.aclose()
+        await bob.aclose()

@@ -81,7 +81,10 @@ async def test_a_client_that_does_not_read_is_closed_when_its_queue_passes_the_b
     conn = connection(ws, Principal("U"), queue_size=1000, queue_bytes=10_000)
     conn.start()
     before = closes("queue_bytes")
-    frame = {"type": "pong", "id": "x" * 900}  # about 1 KB each: 10 fit, far below 1,000 frames
+    frame: dict[str, object] = {
+        "type": "pong",
+        "id": "x" * 900,
+    }  # about 1 KB each: 10 fit, far below 1,000 frames
     for _ in range(9):
         conn.send_frame(frame)
     await asyncio.sleep(0)  # the sender takes the first one and waits on the socket
