@@ -109,6 +109,13 @@ WS_REAUTHS = Counter(
     "auth frames on an open WebSocket, by outcome: ok, refused.",
     ["outcome"],
 )
+# Every reason shows from the start (at 0), so a rate or an alert has a series to read.
+for _reason in ("queue_frames", "queue_bytes", "token_expired", "session_revoked", "bad_frame"):
+    WS_CLOSES.labels(_reason)
+for _reason in ("malformed", "binary", "oversize_field", "expired"):
+    WS_REFUSED_FRAMES.labels(_reason)
+for _outcome in ("ok", "refused"):
+    WS_REAUTHS.labels(_outcome)
 
 # --- bus, outbox, database, storage
 OUTBOX_LAG = Gauge(
