@@ -17,6 +17,10 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_AUTH_TIMEOUT = 4408
 CLOSE_BAD_FRAME = 4400
 
+# Fields the server echoes in its answers (ids, the frame's type) are JSON scalars, and
+# strings of at most this many characters: an answer is never bigger than it has to be.
+MAX_ECHO_CHARS = 128
+
 
 def dumps(frame: dict[str, Any]) -> str:
     """One frame as JSON text."""

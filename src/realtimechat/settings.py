@@ -70,6 +70,12 @@ class WebSocketSettings(BaseModel):
     # How long a close waits for the client's closing handshake (a drain waits this long
     # at most for a client that stopped reading).
     close_timeout_s: float = 5.0
+    # Bytes a connection may have queued (besides send_queue frames); beyond either bound
+    # the client is too slow and is closed 1013 to resume from its cursors.
+    send_queue_bytes: int = 4 * 1024 * 1024
+    # An access token that expires ends its socket this long after, unless an `auth` frame
+    # with a fresh token came first.
+    reauth_grace_s: float = 30.0
 
 
 class RedisSettings(BaseModel):

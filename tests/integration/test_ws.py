@@ -104,13 +104,12 @@ async def test_first_frame_not_auth_closes_4401(server: ServerProcess, first: st
     assert frames[0]["code"] == "auth_required"
 
 
-async def test_auth_again_after_ready_is_an_error(server: ServerProcess, alice: Api) -> None:
+async def test_auth_again_after_ready_renews_the_session(server: ServerProcess, alice: Api) -> None:
+    # A second auth frame re-authenticates (issue 13; tests/integration/test_ws_hardening.py).
     ws = await WsClient.connect(server, token(alice))
     await ws.send({"type": "auth", "token": token(alice)})
-    (err,) = await before_pong(ws)
-    assert err["type"] == "error"
-    assert err["code"] == "already_authenticated"
-    assert err["ref"] == "auth"
+    (ok,) = await before_pong(ws)
+    assert ok == {"type": "auth_ok", "expires_at": ws.ready["expires_at"]}
     await ws.close()
 
 

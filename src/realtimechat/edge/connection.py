@@ -1,7 +1,9 @@
 """One WebSocket connection: a bounded send queue drained by one sender task.
 
 Everything the connection sends goes through its queue, so frames leave in
-the order they were queued. The sender keeps, per channel, the highest seq it
+the order they were queued. The queue is bounded in frames and in bytes: a
+client that does not read is closed (1013), whatever the size of what it makes
+the server answer. The sender keeps, per channel, the highest seq it
 has sent (`last_sent`): it drops what the client already has, and fills a hole
 from the database before sending what comes after it, so each channel's
 events leave in seq order with no gap.
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -22,6 +25,7 @@ from realtimechat import protocol
 from realtimechat.domain.models import Event
 from realtimechat.ids import now_ms
 from realtimechat.observability import metrics
+from realtimechat.services.auth import Principal
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,11 @@ REPLAY_PAGE = 200
 # Bound once: looking a labelled child up costs more than incrementing it, per delivery.
 _DELIVERED = metrics.EVENTS_DELIVERED
 _EVENT_FRAMES_OUT = metrics.WS_FRAMES.labels("out", "event")
+
+
+def utf8_len(text: str) -> int:
+    """The size of `text` on the wire (cheap for ASCII, the usual case)."""
+    return len(text) if text.isascii() else len(text.encode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +56,7 @@ class LiveEvent:
     created_at: int = 0  # commit time (ms): send-to-deliver latency starts here
     leave: bool = False  # the event that ends this user's membership
     join: bool = False  # the event that starts it: live delivery begins here
+    nbytes: int = 0  # utf8_len(text), computed once per fan-out (0: not computed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +91,20 @@ class Close:
 Item = SendFrame | LiveEvent | Rewind | CatchUp | Resync | Close
 
 
+def _size(item: Item) -> int:
+    if isinstance(item, LiveEvent):
+        return item.nbytes or utf8_len(item.text)
+    if isinstance(item, SendFrame):
+        return utf8_len(item.text)
+    return 0
+
+
 class Connection:
-    """A connected, authenticated WebSocket session."""
+    """A connected, authenticated WebSocket session.
+
+    `session_id` names this socket; `principal.session_id` is the login its token
+    belongs to (what a sign-out revokes).
+    """
 
     def __init__(
         self,
@@ -94,10 +116,19 @@ class Connection:
         replay_limit: int,
         fetch: FetchEvents,
         close_timeout_s: float = 5.0,
+        queue_bytes: int = 4 * 1024 * 1024,
+        principal: Principal | None = None,
+        reauth_grace_s: float = 30.0,
     ) -> None:
         self.ws = ws
         self.user_id = user_id
         self.session_id = session_id
+        self.principal = principal if principal is not None else Principal(user_id)
+        self._reauth_grace_s = reauth_grace_s
+        self.queued_bytes = 0
+        self._queue_bytes = queue_bytes
+        self._ending = False
+        self._force_timer: asyncio.TimerHandle | None = None
         self.last_sent: dict[str, int] = {}
         self.epochs: dict[str, str] = {}
         self.acked: dict[str, int] = {}
@@ -109,6 +140,13 @@ class Connection:
         self._closer: asyncio.Task[None] | None = None
         self.closing = False
         self.close_code: int | None = None
+        self.close_reason = ""
+
+    @property
+    def deadline(self) -> float:
+        """Epoch seconds after which this socket's authentication is over (inf: never)."""
+        expires_at = self.principal.expires_at
+        return expires_at + self._reauth_grace_s if expires_at else math.inf
 
     def start(self, first: dict[str, object] | None = None) -> None:
         """Start sending: `first` (the ready frame) before anything already queued."""
@@ -122,14 +160,32 @@ class Connection:
         self.last_sent[channel_id] = after_seq
 
     def offer(self, item: Item) -> None:
-        """Queue an item without waiting; a full queue closes the connection (1013)."""
+        """Queue an item without waiting; a full queue closes the connection (1013).
+
+        Full is `queue_size` items or `queue_bytes` bytes of frames, whichever comes
+        first (one frame alone is always taken: the bound is for what piles up).
+        """
         if self.closing:
+            return
+        size = _size(item)
+        if size and self.queued_bytes + size > self._queue_bytes and not self._queue.empty():
+            self._overflow("queue_bytes")
             return
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
-            log.info("slow consumer closed", extra={"session_id": self.session_id})
-            self.abort(protocol.CLOSE_TRY_AGAIN, "send queue full; resume from your cursors")
+            self._overflow("queue_frames")
+            return
+        self.queued_bytes += size
+
+    def _overflow(self, bound: str) -> None:
+        log.info(
+            "slow consumer closed",
+            extra={"session_id": self.session_id, "bound": bound, "queued": self.queued_bytes},
+        )
+        metrics.WS_SLOW_CONSUMERS.inc()
+        metrics.WS_CLOSES.labels(bound).inc()
+        self.abort(protocol.CLOSE_TRY_AGAIN, "send queue full; resume from your cursors")
 
     def send_frame(self, frame: dict[str, object]) -> None:
         self.offer(SendFrame(protocol.dumps(frame)))
@@ -148,6 +204,35 @@ class Connection:
         if self.closing:
             return
         self.closing = True
+        self._force_close(code, reason)
+
+    def end(self, code: int, reason: str, frame: dict[str, object]) -> None:
+        """Drop what is queued, send `frame`, then close with `code` and `reason`.
+
+        Nothing else reaches the client after `frame` (a replay in progress stops). A
+        client that does not take the frame in within the close timeout is closed anyway.
+        """
+        if self.closing:
+            return
+        self.closing = True
+        self._ending = True
+        with contextlib.suppress(asyncio.QueueEmpty):
+            while True:
+                self._queue.get_nowait()
+        last = SendFrame(protocol.dumps(frame))
+        self.queued_bytes = _size(last)
+        try:
+            self._queue.put_nowait(last)
+            self._queue.put_nowait(Close(code, reason))
+        except asyncio.QueueFull:  # a queue of one: no room for the frame
+            self._force_close(code, reason)
+            return
+        loop = asyncio.get_running_loop()
+        self._force_timer = loop.call_later(self._close_timeout_s, self._force_close, code, reason)
+
+    def _force_close(self, code: int, reason: str) -> None:
+        if self.close_code is not None:
+            return  # the close is under way
         if self._sender is not None:
             self._sender.cancel()
         self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
@@ -160,12 +245,17 @@ class Connection:
     async def stop(self) -> None:
         """The peer is gone: stop sending."""
         self.closing = True
+        if self._force_timer is not None:
+            self._force_timer.cancel()
         if self._sender is not None:
             self._sender.cancel()
             await self.wait_closed()
 
     async def _close(self, code: int, reason: str) -> None:
         self.close_code = code
+        self.close_reason = reason
+        if self._force_timer is not None:
+            self._force_timer.cancel()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.ws.close(code, reason), timeout=self._close_timeout_s)
 
@@ -175,6 +265,7 @@ class Connection:
                 await self.ws.send_text(first)
             while True:
                 item = await self._queue.get()
+                self.queued_bytes -= _size(item)
                 if isinstance(item, LiveEvent):
                     await self._send_event(item)
                 elif isinstance(item, SendFrame):
@@ -240,6 +331,8 @@ class Connection:
             limit = REPLAY_PAGE if until is None else min(REPLAY_PAGE, until - after)
             page = await self._fetch(channel_id, after, limit)
             for ev in page:
+                if self._ending:
+                    return  # the session ends: its last frame is queued
                 membership = ev.type in ("member.left", "member.joined") and self._is_me(ev)
                 if membership and ev.type == "member.joined":
                     away = False

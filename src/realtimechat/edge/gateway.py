@@ -1,4 +1,9 @@
-"""The WebSocket gateway: auth, ready, resume, send, typing, ack, ping, drain."""
+"""The WebSocket gateway: auth, ready, resume, send, typing, ack, ping, re-auth, drain.
+
+Frames are JSON text. Whatever a client sends is answered with a frame no bigger
+than it has to be (echoed ids are short scalars) and never with an exception: a
+binary or malformed frame gets an error frame (a binary first frame, close 4400).
+"""
 
 from __future__ import annotations
 
@@ -13,19 +18,28 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from realtimechat import protocol
 from realtimechat.bootstrap import Deps
 from realtimechat.bus.base import Ephemeral
-from realtimechat.domain.errors import ChatError, Overloaded, RateLimited, Unavailable
+from realtimechat.domain.errors import (
+    ChatError,
+    Forbidden,
+    Overloaded,
+    RateLimited,
+    Unavailable,
+)
 from realtimechat.domain.models import Channel
 from realtimechat.edge.connection import Connection, Resync, Rewind
-from realtimechat.edge.hub import Hub
+from realtimechat.edge.hub import Hub, end_expired
 from realtimechat.ids import new_id
 from realtimechat.observability import metrics
 from realtimechat.observability.logging import bind
 from realtimechat.observability.tracing import tracer
+from realtimechat.services.auth import Principal
 
 _FRAME_TYPES = frozenset({"send", "resume", "ping", "typing", "ack", "auth"})
 log = logging.getLogger(__name__)
 
 MAX_CURSORS = 5000
+ECHOED = ("client_msg_id", "channel_id", "id")
+MAX_MESSAGE_CHARS = 500
 
 
 def parse_cursor(value: Any) -> tuple[int, str | None] | None:
@@ -78,7 +92,8 @@ class Gateway:
         auth = await self._authenticate(ws)
         if auth is None:
             return
-        user_id, cursors = auth
+        principal, cursors = auth
+        user_id = principal.user_id
         bind(user_id=user_id)
         conn = Connection(
             ws,
@@ -88,6 +103,9 @@ class Gateway:
             replay_limit=self._ws.replay_limit,
             fetch=self._deps.messages.replay,
             close_timeout_s=self._ws.close_timeout_s,
+            queue_bytes=self._ws.send_queue_bytes,
+            principal=principal,
+            reauth_grace_s=self._ws.reauth_grace_s,
         )
         self._hub.register(conn)
         sends: set[asyncio.Task[None]] = set()
@@ -118,6 +136,7 @@ class Gateway:
                     ],
                     "heartbeat_ms": self._ws.heartbeat_ms,
                     "replay_limit": self._ws.replay_limit,
+                    "expires_at": principal.expires_at,
                 }
             )
             # Cursors in the auth frame set where each subscription starts, so a
@@ -142,15 +161,25 @@ class Gateway:
                 task.cancel()
             await conn.stop()
 
-    async def _authenticate(self, ws: WebSocket) -> tuple[str, dict[str, Any]] | None:
+    async def _authenticate(self, ws: WebSocket) -> tuple[Principal, dict[str, Any]] | None:
         try:
-            raw = await asyncio.wait_for(ws.receive_text(), self._ws.auth_timeout_s)
+            message = await asyncio.wait_for(ws.receive(), self._ws.auth_timeout_s)
         except TimeoutError:
             await self._refuse(
                 ws, "auth_timeout", "no auth frame in time", protocol.CLOSE_AUTH_TIMEOUT
             )
             return None
         except (WebSocketDisconnect, RuntimeError, KeyError):
+            return None
+        if message["type"] == "websocket.disconnect":
+            return None
+        raw = message.get("text")
+        if raw is None:
+            metrics.WS_REFUSED_FRAMES.labels("binary").inc()
+            metrics.WS_CLOSES.labels("bad_frame").inc()
+            await self._refuse(
+                ws, "malformed_frame", "frames are JSON text, not binary", protocol.CLOSE_BAD_FRAME
+            )
             return None
         frame = _loads(raw)
         if frame is None or frame.get("type") != "auth" or not isinstance(frame.get("token"), str):
@@ -159,17 +188,22 @@ class Gateway:
             )
             return None
         try:
-            principal = self._deps.auth.authenticate(frame["token"])
+            principal = self._verify(frame["token"])
         except ChatError as exc:
             await self._refuse(ws, exc.code, exc.detail, protocol.CLOSE_UNAUTHORIZED)
             return None
         cursors = frame.get("cursors")
-        return principal.user_id, cursors if isinstance(cursors, dict) else {}
+        return principal, cursors if isinstance(cursors, dict) else {}
+
+    def _verify(self, token: str) -> Principal:
+        """The principal of an access token (ChatError if invalid, expired or revoked)."""
+        return self._deps.auth.authenticate(token)
 
     async def _refuse(self, ws: WebSocket, code: str, message: str, close_code: int) -> None:
+        """An error frame, then close with `close_code` and the error's code as the reason."""
         with contextlib.suppress(Exception):
             await ws.send_text(protocol.dumps({"type": "error", "code": code, "message": message}))
-            await ws.close(close_code)
+            await ws.close(close_code, code)
 
     async def _receive_loop(
         self, ws: WebSocket, conn: Connection, sends: set[asyncio.Task[None]]
@@ -181,11 +215,22 @@ class Gateway:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
+            if conn.closing:
+                continue  # the close is under way: nothing more is done for this socket
+            if conn.deadline < self._hub.now():
+                # Past the token's expiry and grace: the sweep would close it within a
+                # second; this frame is not served meanwhile.
+                metrics.WS_REFUSED_FRAMES.labels("expired").inc()
+                end_expired(conn)
+                continue
             raw = message.get("text")
             if raw is None:
-                raw = (message.get("bytes") or b"").decode(errors="replace")
+                metrics.WS_REFUSED_FRAMES.labels("binary").inc()
+                conn.send_frame(_error("malformed_frame", "frames are JSON text, not binary"))
+                continue
             frame = _loads(raw)
             if frame is None or not isinstance(frame.get("type"), str):
+                metrics.WS_REFUSED_FRAMES.labels("malformed").inc()
                 conn.send_frame(_error("malformed_frame", "frames are JSON objects with a type"))
                 continue
             try:
@@ -199,6 +244,21 @@ class Gateway:
                 continue
             kind = frame["type"]
             metrics.WS_FRAMES.labels("in", kind if kind in _FRAME_TYPES else "unknown").inc()
+            oversize = _oversize(frame)
+            if oversize is not None:
+                # Refused whole, and answered without the offending value: an answer
+                # that echoed it would cost the server what the frame cost the client.
+                metrics.WS_REFUSED_FRAMES.labels("oversize_field").inc()
+                conn.send_frame(
+                    _error(
+                        "validation_error",
+                        f"{oversize} must be a number or a string of at most "
+                        f"{protocol.MAX_ECHO_CHARS} characters",
+                        frame,
+                        field=oversize,
+                    )
+                )
+                continue
             if kind == "send":
                 await in_flight.acquire()
                 task = asyncio.create_task(self._send(conn, frame, in_flight))
@@ -213,9 +273,7 @@ class Gateway:
             elif kind == "ack":
                 self._on_ack(conn, frame)
             elif kind == "auth":
-                conn.send_frame(
-                    _error("already_authenticated", "this session is authenticated", frame)
-                )
+                self._on_reauth(conn, frame)
             else:
                 conn.send_frame(_error("unknown_frame_type", f"unknown frame type {kind!r}", frame))
 
@@ -262,6 +320,28 @@ class Gateway:
         finally:
             slot.release()
 
+    def _on_reauth(self, conn: Connection, frame: dict[str, Any]) -> None:
+        """A fresh token of the same user: the socket goes on under it (`auth_ok`).
+
+        A refused token changes nothing: the socket keeps its authentication until that
+        expires (and the grace passes).
+        """
+        token = frame.get("token")
+        if not isinstance(token, str):
+            conn.send_frame(_error("validation_error", "auth needs a token string", frame))
+            return
+        try:
+            principal = self._verify(token)
+            if principal.user_id != conn.user_id:
+                raise Forbidden("the token is another user's; open a new connection for them")
+        except ChatError as exc:
+            metrics.WS_REAUTHS.labels("refused").inc()
+            conn.send_frame(_error(exc.code, exc.detail, frame))
+            return
+        metrics.WS_REAUTHS.labels("ok").inc()
+        self._hub.reauthenticate(conn, principal)
+        conn.send_frame({"type": "auth_ok", "expires_at": principal.expires_at})
+
     async def _on_resume(self, conn: Connection, frame: dict[str, Any]) -> None:
         cursors = frame.get("cursors")
         if not isinstance(cursors, dict):
@@ -297,6 +377,15 @@ class Gateway:
         """
         plans: dict[str, tuple[str, int]] = {}
         for channel_id, raw in cursors.items():
+            if len(channel_id) > protocol.MAX_ECHO_CHARS:
+                conn.send_frame(
+                    _error(
+                        "validation_error",
+                        f"a channel id is at most {protocol.MAX_ECHO_CHARS} characters",
+                        ref=ref,
+                    )
+                )
+                continue
             channel = channels.get(channel_id)
             if channel is None:
                 conn.send_frame(
@@ -351,13 +440,32 @@ def _loads(raw: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _echoable(value: Any) -> bool:
+    """A value small enough to echo: a JSON scalar, a string of at most MAX_ECHO_CHARS."""
+    if isinstance(value, str):
+        return len(value) <= protocol.MAX_ECHO_CHARS
+    return value is None or isinstance(value, int | float)  # bool is an int
+
+
+def _oversize(frame: dict[str, Any]) -> str | None:
+    """The first echoed field of the frame (its type included) that cannot be echoed."""
+    for key in ("type", *ECHOED):
+        if key in frame and not _echoable(frame[key]):
+            return key
+    return None
+
+
 def _error(
     code: str, message: str, frame: dict[str, Any] | None = None, **extra: Any
 ) -> dict[str, Any]:
+    """An error frame; with `frame`, its echoable ids and its type (as `ref`)."""
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[:MAX_MESSAGE_CHARS] + "…"
     out: dict[str, Any] = {"type": "error", "code": code, "message": message, **extra}
     if frame is not None:
-        for key in ("client_msg_id", "channel_id", "id"):
-            if key in frame:
+        for key in ECHOED:
+            if key in frame and _echoable(frame[key]):
                 out[key] = frame[key]
-        out["ref"] = frame.get("type")
+        kind = frame.get("type")
+        out["ref"] = kind if _echoable(kind) else None
     return out

@@ -6,22 +6,48 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
+from collections.abc import Callable, Collection
 
 from realtimechat import protocol
 from realtimechat.bus.base import Ephemeral
 from realtimechat.domain.models import Event
-from realtimechat.edge.connection import CatchUp, Connection, LiveEvent, Rewind, SendFrame
+from realtimechat.edge.connection import (
+    CatchUp,
+    Connection,
+    LiveEvent,
+    Rewind,
+    SendFrame,
+    utf8_len,
+)
+from realtimechat.observability import metrics
+from realtimechat.services.auth import Principal
 
 # Far longer than any database read between a subscriber's ready and its subscription.
 PUBLISHED_SEQ_RETAIN_S = 300.0
 
 
 class Hub:
-    """Routes each committed event to the local connections of the channel's members."""
+    """Routes each committed event to the local connections of the channel's members.
 
-    def __init__(self, heartbeat_ms: int, reorder_ms: float = 0.0) -> None:
+    It also ends sockets whose authentication is over: every `expiry_check_s` (against
+    `clock`, epoch seconds) those past their token's expiry and grace, and on demand
+    those of revoked logins (`close_sessions`).
+    """
+
+    def __init__(
+        self,
+        heartbeat_ms: int,
+        reorder_ms: float = 0.0,
+        *,
+        clock: Callable[[], float] = time.time,
+        expiry_check_s: float = 1.0,
+    ) -> None:
         self._by_channel: defaultdict[str, set[Connection]] = defaultdict(set)
         self._by_user: defaultdict[str, set[Connection]] = defaultdict(set)
+        self._by_login: defaultdict[str, set[Connection]] = defaultdict(set)
+        self._clock = clock
+        self._expiry_check_s = expiry_check_s
+        self._expiry_task: asyncio.Task[None] | None = None
         # Highest seq seen on the bus per channel: lets a new subscriber notice
         # an event that was published between its database read and its subscription.
         self.published_seq: dict[str, int] = {}
@@ -41,16 +67,73 @@ class Hub:
 
     def start(self) -> None:
         self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="ws-heartbeat")
+        self._expiry_task = asyncio.create_task(self._expire_loop(), name="ws-expiry")
+        metrics.WS_QUEUED_BYTES.set_function(self.queued_bytes)
 
     async def stop(self) -> None:
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat_task
+        for task in (self._heartbeat_task, self._expiry_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def now(self) -> float:
+        """The hub's clock: epoch seconds, as token expiries are."""
+        return self._clock()
 
     def register(self, conn: Connection) -> None:
         """Make the connection reachable by user (for joins) before reading its channels."""
         self._by_user[conn.user_id].add(conn)
+        if conn.principal.session_id is not None:
+            self._by_login[conn.principal.session_id].add(conn)
+
+    def reauthenticate(self, conn: Connection, principal: Principal) -> None:
+        """The connection goes on under a fresh token of the same user."""
+        assert principal.user_id == conn.user_id
+        self._forget_login(conn)
+        conn.principal = principal
+        if principal.session_id is not None:
+            self._by_login[principal.session_id].add(conn)
+
+    def _forget_login(self, conn: Connection) -> None:
+        login = conn.principal.session_id
+        if login is None:
+            return
+        conns = self._by_login.get(login)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self._by_login[login]
+
+    def close_sessions(self, session_ids: Collection[str]) -> int:
+        """End every local socket of these logins (4401 `session_revoked`); how many."""
+        ended = 0
+        for login in session_ids:
+            for conn in list(self._by_login.get(login, ())):
+                if not conn.closing:
+                    end_session(conn, "session_revoked", "this login was signed out or revoked")
+                    ended += 1
+        return ended
+
+    def expire(self) -> int:
+        """End the sockets whose token expired more than the grace ago; how many."""
+        now = self._clock()
+        ended = 0
+        for conns in list(self._by_user.values()):
+            for conn in list(conns):
+                if conn.deadline < now and not conn.closing:
+                    end_expired(conn)
+                    ended += 1
+        return ended
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._expiry_check_s)
+            self.expire()
+
+    def queued_bytes(self) -> int:
+        """Bytes waiting in this node's send queues."""
+        return sum(c.queued_bytes for conns in self._by_user.values() for c in conns)
 
     def subscribe(
         self, conn: Connection, channel_id: str, after_seq: int, known_last: int = 0
@@ -75,6 +158,7 @@ class Hub:
             users.discard(conn)
             if not users:
                 del self._by_user[conn.user_id]
+        self._forget_login(conn)
         for channel_id in list(conn.last_sent):
             self._unroute(conn, channel_id)
 
@@ -136,13 +220,14 @@ class Hub:
         listeners = self._by_channel.get(ch)
         if not listeners:
             return
-        live = LiveEvent(ch, ev.seq, text, ev.created_at)
+        nbytes = utf8_len(text)
+        live = LiveEvent(ch, ev.seq, text, ev.created_at, nbytes=nbytes)
         leaving = set(ev.left)
         for conn in list(listeners):
             if conn in joining:
-                conn.offer(LiveEvent(ch, ev.seq, text, ev.created_at, join=True))
+                conn.offer(LiveEvent(ch, ev.seq, text, ev.created_at, join=True, nbytes=nbytes))
             elif conn.user_id in leaving:
-                conn.offer(LiveEvent(ch, ev.seq, text, ev.created_at, leave=True))
+                conn.offer(LiveEvent(ch, ev.seq, text, ev.created_at, leave=True, nbytes=nbytes))
                 self._unroute(conn, ch)
             else:
                 conn.offer(live)
@@ -222,3 +307,18 @@ class Hub:
             del self._published_at[ch]
             del self.published_seq[ch]
             self._dispatched.pop(ch, None)
+
+
+def end_session(conn: Connection, code: str, message: str) -> None:
+    """Send an error frame with `code`, then close 4401 with `code` as the reason."""
+    metrics.WS_CLOSES.labels(code).inc()
+    conn.end(
+        protocol.CLOSE_UNAUTHORIZED,
+        code,
+        {"type": "error", "code": code, "message": message},
+    )
+
+
+def end_expired(conn: Connection) -> None:
+    """The socket's token expired and no fresh one came within the grace."""
+    end_session(conn, "token_expired", "the access token expired; reconnect with a fresh one")

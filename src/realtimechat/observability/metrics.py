@@ -89,6 +89,33 @@ WS_FRAMES = Counter(
 WS_SLOW_CONSUMERS = Counter(
     "rtc_ws_slow_consumer_closes_total", "Connections closed (1013) for not reading."
 )
+WS_CLOSES = Counter(
+    "rtc_ws_closes_total",
+    "Connections the server closed, by reason: queue_frames, queue_bytes (1013, send queue "
+    "full), token_expired, session_revoked (4401), bad_frame (4400).",
+    ["reason"],
+)
+WS_REFUSED_FRAMES = Counter(
+    "rtc_ws_refused_frames_total",
+    "Client frames answered with an error and otherwise ignored, by reason: malformed, "
+    "binary, oversize_field (an id too long or not a scalar), expired (token past grace).",
+    ["reason"],
+)
+WS_QUEUED_BYTES = Gauge(
+    "rtc_ws_queued_bytes", "Bytes waiting in this node's WebSocket send queues."
+)
+WS_REAUTHS = Counter(
+    "rtc_ws_reauths_total",
+    "auth frames on an open WebSocket, by outcome: ok, refused.",
+    ["outcome"],
+)
+# Every reason shows from the start (at 0), so a rate or an alert has a series to read.
+for _reason in ("queue_frames", "queue_bytes", "token_expired", "session_revoked", "bad_frame"):
+    WS_CLOSES.labels(_reason)
+for _reason in ("malformed", "binary", "oversize_field", "expired"):
+    WS_REFUSED_FRAMES.labels(_reason)
+for _outcome in ("ok", "refused"):
+    WS_REAUTHS.labels(_outcome)
 
 # --- bus, outbox, database, storage
 OUTBOX_LAG = Gauge(

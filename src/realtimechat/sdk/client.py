@@ -265,7 +265,11 @@ class ChatClient:
 
     async def token_rejected(self, token: str) -> str:
         """The server refused `token` (expired or revoked): a refreshed one, or raise."""
-        await self._refresh_from(token)
+        return await self.renewed_token(token)
+
+    async def renewed_token(self, stale: str) -> str:
+        """An access token newer than `stale`: refreshed now unless another caller just did."""
+        await self._refresh_from(stale)
         assert self._access is not None
         return self._access
 

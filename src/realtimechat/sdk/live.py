@@ -14,6 +14,11 @@ How it keeps the promise:
   server's `reconnect_after_ms`; after close 1013 (it fell behind) it resumes at once; after
   4401 it refreshes the access token first. No frame for `heartbeat_misses` heartbeats
   means the connection is dead.
+- **Tokens are renewed on the open socket.** At 80 % of the access token's life (and when
+  the server answers `token_expired`) the session refreshes the token and sends it in an
+  `auth` frame, so the server does not close the socket when the old one expires. A close
+  4401 `session_revoked` (the login was signed out or revoked) ends the session with
+  ChatAPIError `session_revoked`: reconnecting could not help.
 - **Resume from cursors.** Every (re)connect sends, in the `auth` frame, the last seq of each
   channel it has taken in and the channel's epoch; the server replays what was missed, or
   answers `resync`, and the session then pages `GET /channels/{id}/events` itself.
@@ -60,7 +65,7 @@ from realtimechat.protocol import (
     CLOSE_TRY_AGAIN,
     CLOSE_UNAUTHORIZED,
 )
-from realtimechat.sdk.client import ChatAPIError, StartFrom, new_client_msg_id
+from realtimechat.sdk.client import ChatAPIError, StartFrom, _jwt_times, new_client_msg_id
 from realtimechat.sdk.cursors import CursorStore, MemoryCursorStore
 from realtimechat.sdk.ordering import BufferOverflow, ChannelBuffer
 
@@ -85,6 +90,7 @@ class LiveStats:
     going_away: int = 0
     slow_consumer_closes: int = 0  # close 1013
     auth_refreshes: int = 0  # close 4401 answered by refreshing the token
+    reauths: int = 0  # fresh tokens the server took on an open socket (auth_ok)
     dead_connections: int = 0  # no frame within heartbeat_misses heartbeats
     resyncs: int = 0  # `resync` frames (and buffer overflows) answered by paging
     gap_backfills: int = 0  # holes filled over REST
@@ -103,10 +109,18 @@ class LiveStats:
 class _Conn:
     ws: ClientConnection
     generation: int
+    token: str = ""  # the access token the server holds for this socket
+    expires_at: float | None = None  # its expiry (epoch seconds), from ready / auth_ok
+    sent_token: str = ""  # the token of the auth frame awaiting its answer
+    answered: asyncio.Event = field(default_factory=asyncio.Event)  # auth_ok or its error
+    renew_now: asyncio.Event = field(default_factory=asyncio.Event)
+    rescheduled: asyncio.Event = field(default_factory=asyncio.Event)  # expires_at changed
+    revoked: bool = False  # an error frame said session_revoked
     lost: asyncio.Event = field(default_factory=asyncio.Event)
     ready: bool = False
     going_away_ms: int | None = None
     close_code: int | None = None
+    close_reason: str = ""
     dead: bool = False
 
 
@@ -428,6 +442,14 @@ class LiveSession:
                 if conn is None or not conn.ready:
                     self.stats.connect_failures += 1
                 code = conn.close_code if conn is not None else None
+                if (
+                    code == CLOSE_UNAUTHORIZED
+                    and conn is not None
+                    and (conn.revoked or conn.close_reason == "session_revoked")
+                ):
+                    raise ChatAPIError(
+                        401, "session_revoked", "this login was signed out or revoked"
+                    )
                 if code == CLOSE_UNAUTHORIZED:
                     unauthorized_in_a_row += 1
                     if unauthorized_in_a_row > 2:
@@ -474,7 +496,7 @@ class LiveSession:
             close_timeout=1,
         )
         self._generation += 1
-        conn = _Conn(ws, self._generation)
+        conn = _Conn(ws, self._generation, token=token)
         auth: dict[str, Any] = {"type": "auth", "token": token}
         cursors = self._resume_cursors()
         if cursors:
@@ -527,6 +549,7 @@ class LiveSession:
         loop = asyncio.get_running_loop()
         last_rx = [loop.time()]
         watchdog = asyncio.create_task(self._watch(conn, last_rx))
+        renewer = asyncio.create_task(self._keep_authenticated(conn))
         try:
             while True:
                 raw = await ws.recv()
@@ -541,8 +564,76 @@ class LiveSession:
                     await ws.send(orjson.dumps(follow_up).decode())
         except ConnectionClosed as exc:
             conn.close_code = exc.rcvd.code if exc.rcvd is not None else None
+            conn.close_reason = exc.rcvd.reason if exc.rcvd is not None else ""
         finally:
             watchdog.cancel()
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await renewer
+
+    async def _keep_authenticated(self, conn: _Conn) -> None:
+        """Send the socket a fresh token before its own expires (80 % into its life).
+
+        A refresh that cannot succeed (the login is over) stops this: the server then
+        closes the socket, and the reconnect says why.
+        """
+        attempt = 0
+        while True:
+            conn.rescheduled.clear()
+            # Nothing to schedule until `ready` tells the expiry (or the server asks).
+            due = None if conn.expires_at is None else self._renew_in(conn)
+            await _wait_any(
+                conn.lost.wait(),
+                self._closed_evt.wait(),
+                conn.renew_now.wait(),
+                conn.rescheduled.wait(),
+                limit_s=due,
+            )
+            if conn.lost.is_set() or self._closed:
+                return
+            if not conn.renew_now.is_set() and (conn.rescheduled.is_set() or due is None):
+                continue  # a new expiry: schedule again
+            conn.renew_now.clear()
+            # Shielded: a refresh cut off after the server rotated the refresh token
+            # would leave us the old one, whose reuse revokes the whole login.
+            refresh = asyncio.ensure_future(self._client.renewed_token(conn.token))
+            refresh.add_done_callback(_retrieve)
+            try:
+                token = await asyncio.shield(refresh)
+            except ChatAPIError as exc:
+                if not exc.transient:
+                    log.info("live session: cannot renew the token: %s", exc)
+                    return
+                await _wait_any(conn.lost.wait(), limit_s=self._backoff(attempt))
+                attempt += 1
+                conn.renew_now.set()
+                continue
+            conn.answered.clear()
+            conn.sent_token = token
+            try:
+                await conn.ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
+            except (ConnectionClosed, OSError):
+                return
+            await _wait_any(
+                conn.answered.wait(), conn.lost.wait(), limit_s=self._opts.ws_send_timeout_s
+            )
+            if conn.token == token:
+                attempt = 0
+            elif not conn.lost.is_set():  # refused or unanswered: again, backing off
+                await _wait_any(conn.lost.wait(), limit_s=self._backoff(attempt))
+                attempt += 1
+                conn.renew_now.set()
+
+    def _renew_in(self, conn: _Conn) -> float:
+        """Seconds until the socket's token is to be renewed: at 80 % of its life."""
+        assert conn.expires_at is not None
+        left = conn.expires_at - time.time()
+        lifetime, _ = _jwt_times(conn.token)
+        if lifetime is None or lifetime <= 0:
+            lifetime = max(left, 1.0)
+        # Never sooner than a tenth of a lifetime: with a clock far off the server's,
+        # the session must not refresh in a loop (a refused token is renewed at once).
+        return max(left - 0.2 * lifetime, 0.1 * lifetime)
 
     def _lost(self, conn: _Conn) -> None:
         if self._conn is conn:
@@ -569,7 +660,14 @@ class LiveSession:
             self.stats.resyncs += 1
             self._start_backfill(str(frame["channel_id"]), resync=True)
         elif kind == "error":
-            self._on_error(frame)
+            self._on_error(conn, frame)
+        elif kind == "auth_ok":
+            expires_at = frame.get("expires_at")
+            if isinstance(expires_at, int | float) and conn.sent_token:
+                conn.token, conn.expires_at = conn.sent_token, float(expires_at)
+                conn.rescheduled.set()
+                self.stats.reauths += 1
+            conn.answered.set()
         elif kind == "going_away":
             ms = frame.get("reconnect_after_ms")
             conn.going_away_ms = ms if isinstance(ms, int) and ms >= 0 else 1000
@@ -579,8 +677,18 @@ class LiveSession:
         # heartbeat, pong, typing: nothing to do (any frame keeps the connection alive)
         return None
 
-    def _on_error(self, frame: dict[str, Any]) -> None:
+    def _on_error(self, conn: _Conn, frame: dict[str, Any]) -> None:
         ref = frame.get("ref")
+        code = frame.get("code")
+        if code == "session_revoked":
+            conn.revoked = True  # the close that follows ends the session
+        if ref == "auth" and conn.ready:
+            conn.answered.set()  # our re-auth was refused; the renewer tries again
+            if code == "token_expired":
+                conn.renew_now.set()
+            return
+        if code == "token_expired" and conn.ready:
+            conn.renew_now.set()
         cmid = frame.get("client_msg_id")
         if ref == "send" and isinstance(cmid, str):
             pending = self._pending.get(cmid)
@@ -598,6 +706,10 @@ class LiveSession:
 
     def _on_ready(self, conn: _Conn, frame: dict[str, Any]) -> dict[str, Any] | None:
         self.user_id = str(frame["user_id"])
+        expires_at = frame.get("expires_at")
+        if isinstance(expires_at, int | float) and expires_at > 0:
+            conn.expires_at = float(expires_at)
+            conn.rescheduled.set()
         hb = frame.get("heartbeat_ms")
         self.heartbeat_ms = hb if isinstance(hb, int) and hb > 0 else None
         listed: dict[str, dict[str, Any]] = {}
@@ -854,6 +966,12 @@ class LiveSession:
     def _raise_if_failed(self) -> None:
         if self._failure is not None:
             raise self._failure
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a background task's outcome as seen (its awaiter may have gone)."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _wait_any(*aws: Awaitable[Any], limit_s: float | None) -> None:
