@@ -233,10 +233,6 @@ class Hub:
                 conn.offer(live)
         self.delivered += len(listeners)
 
-    def close_sessions(self, session_ids: object) -> int:
-        """TEMPORARY stand-in until the gateway's session tracking lands (sec-ws)."""
-        return 0
-
     def connection_count(self) -> int:
         """Open connections on this node."""
         return sum(len(conns) for conns in self._by_user.values())
