@@ -184,3 +184,36 @@ async def test_one_send_retried_on_both_nodes_at_once_is_stored_once(cluster: Cl
 
 async def _is(status: Awaitable[str], expected: str) -> bool:
     return await status == expected
+
+
+async def test_a_logout_on_one_node_ends_the_login_s_token_and_sockets_on_the_other(
+    cluster: Cluster,
+) -> None:
+    alice = await new_user(cluster.a, "alice")
+    kept = await new_user(cluster.a, "kept")
+    on_b = await on(cluster.b, alice)
+    ws = await WsClient.connect(cluster.b, token(alice))
+    other = await WsClient.connect(cluster.b, token(kept))
+    try:
+        resp = await alice.http.post(
+            f"{cluster.a.url}/api/v1/auth/logout", json={"refresh_token": alice.refresh_token}
+        )
+        assert resp.status_code == 204
+        # Node B reads the revocation from the database within its poll (a second).
+        error = await ws.expect("error", timeout=10)
+        assert error["code"] == "session_revoked"
+        await asyncio.wait_for(ws.conn.wait_closed(), 10)
+        assert ws.conn.close_code == 4401
+        assert ws.conn.close_reason == "session_revoked"
+        resp = await on_b.request("GET", "/api/v1/users/me")
+        assert resp.status_code == 401
+        assert resp.json()["code"] == "session_revoked"
+        # Another user's socket on the same node is left alone.
+        await other.send({"type": "ping", "id": "still-here"})
+        assert (await other.expect("pong"))["id"] == "still-here"
+    finally:
+        await ws.close()
+        await other.close()
+        await on_b.aclose()
+        await alice.aclose()
+        await kept.aclose()
