@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class DatabaseSettings(BaseModel):
@@ -149,14 +149,24 @@ class FileSettings(BaseModel):
 
     max_file_bytes: int = 100 * 1024 * 1024
     team_quota_bytes: int = 10 * 1024 * 1024 * 1024
-    url_ttl_s: int = 900  # upload and download URLs expire after this long
-    # An upload not completed after this long is removed and its quota given back.
-    pending_timeout_s: int = 24 * 3600
+    # An upload URL must be used (its PUT started) within this long. Short, because an
+    # S3 presigned URL cannot be revoked: a cancelled upload's URL lives until then.
+    url_ttl_s: int = 300
+    # A download URL lives this long: someone who loses access keeps at most this much.
+    download_url_ttl_s: int = 60
+    # A reservation not completed this long after its declaration no longer counts
+    # against the quota and its URL refuses bytes (the upload URL's lifetime plus time
+    # to finish sending and complete); the worker then removes it.
+    pending_timeout_s: int = 900
+    # What one user may hold reserved in uploads still waiting for their bytes.
+    max_pending_per_user: int = 10
+    max_pending_bytes_per_user: int = 1024 * 1024 * 1024
     reconcile_s: float = 600.0  # how often the worker reconciles storage with the database
     backend: Literal["local", "s3"] = "local"
     local_dir: Path | None = None  # default: <data_dir>/files
     # The node's own address as clients reach it, for local-disk upload/download URLs;
-    # default: the address of the request that asked for the URL.
+    # default: the address of the request that asked for the URL, if its Host header is
+    # one of RTC_ALLOWED_HOSTS (else the request is refused: 400 host_not_allowed).
     public_url: str | None = None
     s3_endpoint_url: str | None = None  # None: AWS; else e.g. http://minio:9000
     s3_bucket: str = "realtimechat"
@@ -203,6 +213,24 @@ class Settings(BaseSettings):
     files: FileSettings = Field(default_factory=FileSettings)
     # Bearer token for /api/v1/admin (feature flags); unset, the admin API answers 404.
     admin_token: SecretStr | None = None
+    # Host header values the node builds URLs from when RTC_FILES__PUBLIC_URL is unset,
+    # comma-separated; `name` allows any port, `name:port` only that one. localhost,
+    # 127.0.0.1, [::1] and RTC_HOST (unless a wildcard) are always allowed.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [h.strip() for h in value.split(",") if h.strip()]
+        return value
+
+    def allowed_host_names(self) -> frozenset[str]:
+        """The Host header values (lower case) that file URLs may be built from."""
+        names = {"localhost", "127.0.0.1", "[::1]", *(h.lower() for h in self.allowed_hosts)}
+        if self.host not in ("", "0.0.0.0", "::"):
+            names.add(f"[{self.host}]" if ":" in self.host else self.host.lower())
+        return frozenset(names)
 
     def proxies(self) -> list[str]:
         """The trusted proxies' addresses and networks, from RTC_TRUSTED_PROXIES."""

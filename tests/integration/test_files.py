@@ -13,7 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
+from realtimechat.blobs.s3 import S3Store
+from realtimechat.settings import FileSettings
 from tests.integration.rest_support import assert_problem
 from tests.moto_server import MotoServer, s3_server
 from tests.support import Api, ServerProcess, new_user, running_server
@@ -405,3 +408,149 @@ def test_reconcile_command_reports_what_it_fixed(tmp_path: Any) -> None:
     assert not orphan.exists()
     again = jsonlib.loads(run("reconcile").stdout)
     assert again == {"abandoned_uploads": [], "orphaned_objects": [], "usage_corrected": {}}
+
+
+def stored_bytes(node: ServerProcess, team_id: str) -> int:
+    """Bytes on the local disk store under the team's prefix (0 on S3: not ours to see)."""
+    root = node.data_dir / "files" / "teams" / team_id
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0
+
+
+def node_s3(node: ServerProcess) -> S3Store | None:
+    """The node's bucket, seen as the node sees it (None on local disk)."""
+    if node.env.get("RTC_FILES__BACKEND") != "s3":
+        return None
+    return S3Store(
+        FileSettings(
+            backend="s3",
+            s3_endpoint_url=node.env["RTC_FILES__S3_ENDPOINT_URL"],
+            s3_bucket=node.env["RTC_FILES__S3_BUCKET"],
+            s3_access_key_id=node.env["RTC_FILES__S3_ACCESS_KEY_ID"],
+            s3_secret_access_key=SecretStr(node.env["RTC_FILES__S3_SECRET_ACCESS_KEY"]),
+        )
+    )
+
+
+async def test_a_cancelled_uploads_url_refuses_bytes_at_once(
+    node: ServerProcess, team: tuple[Api, Api, Api, str]
+) -> None:
+    alice, _, _, team_id = team
+    data = os.urandom(200_000)
+    s3 = node_s3(node)
+    keys = []
+    for _ in range(3):  # the audit's three cycles: declare, cancel (quota back), then PUT
+        created = await alice.ok("POST", "/api/v1/files", 201, json=declare(team_id, data))
+        await alice.ok("DELETE", f"/api/v1/files/{created['id']}", 204)
+        assert await used(alice, team_id) == 0
+        late = await put(created["upload"], data)
+        keys.append(f"teams/{team_id}/{created['id']}")
+        if s3 is None:
+            problem = assert_problem(late, 410, "upload_cancelled")
+            assert "cancelled" in problem["detail"]
+        else:
+            # S3 cannot revoke a presigned URL: the bytes land. Its lifetime is short, and
+            # reconciliation removes the object because its file row is gone.
+            assert httpx.URL(created["upload"]["url"]).params["X-Amz-Expires"] == str(URL_TTL_S)
+    assert stored_bytes(node, team_id) == 0
+    assert await used(alice, team_id) == 0
+    if s3 is not None:
+        deadline = time.monotonic() + 15
+        try:
+            while [k for k in keys if await s3.stat(k) is not None]:
+                assert time.monotonic() < deadline, "reconciliation left the objects"
+                await asyncio.sleep(0.2)
+            # And a cancel removes what was uploaded before it, at once.
+            created = await alice.ok("POST", "/api/v1/files", 201, json=declare(team_id, data))
+            assert (await put(created["upload"], data)).status_code == 200
+            key = f"teams/{team_id}/{created['id']}"
+            assert await s3.stat(key) is not None
+            await alice.ok("DELETE", f"/api/v1/files/{created['id']}", 204)
+            assert await s3.stat(key) is None
+        finally:
+            await s3.close()
+
+
+async def test_a_completed_uploads_url_takes_no_more_bytes(
+    team: tuple[Api, Api, Api, str],
+) -> None:
+    alice, _, _, team_id = team
+    data = b"final version"
+    created = await alice.ok("POST", "/api/v1/files", 201, json=declare(team_id, data))
+    assert (await put(created["upload"], data)).status_code in (200, 201, 204)
+    await alice.ok("POST", f"/api/v1/files/{created['id']}/complete", 200)
+    again = await put(created["upload"], data)
+    if "X-Amz-Expires" not in created["upload"]["url"]:
+        assert_problem(again, 409, "upload_complete")
+
+
+async def test_a_users_pending_uploads_are_bounded(team: tuple[Api, Api, Api, str]) -> None:
+    alice, bob, _, team_id = team
+    made = [
+        await alice.ok("POST", "/api/v1/files", 201, json=declare(team_id, b"p", f"p{i}"))
+        for i in range(10)  # RTC_FILES__MAX_PENDING_PER_USER's default
+    ]
+    refused = await alice.request("POST", "/api/v1/files", json=declare(team_id, b"p"))
+    problem = assert_problem(refused, 409, "too_many_pending_uploads")
+    assert (problem["pending_uploads"], problem["max_pending_uploads"]) == (10, 10)
+    assert problem["max_pending_bytes"] == 1024**3
+    await bob.ok("POST", "/api/v1/files", 201, json=declare(team_id, b"p"))  # his own bound
+    await alice.ok("DELETE", f"/api/v1/files/{made[0]['id']}", 204)
+    await alice.ok("POST", "/api/v1/files", 201, json=declare(team_id, b"p"))
+
+
+@pytest.mark.parametrize("forged", ["evil.example", "evil.example:443", "127.0.0.1.evil.example"])
+async def test_a_forged_host_header_gets_no_links(
+    node: ServerProcess, team: tuple[Api, Api, Api, str], forged: str
+) -> None:
+    alice, _, _, team_id = team
+    f = await upload(alice, team_id, b"for the right host only")
+    evil = {"Host": forged}
+    refused = await alice.request("POST", "/api/v1/files", json=declare(team_id, b"x"),
+                                  headers=evil)  # fmt: skip
+    assert_problem(refused, 400, "host_not_allowed")
+    assert await used(alice, team_id) == len(b"for the right host only")  # nothing reserved
+    assert_problem(await alice.request("GET", f"/api/v1/files/{f['id']}", headers=evil), 400,
+                   "host_not_allowed")  # fmt: skip
+    # The node's own names on any port are fine, and the links point back at them.
+    own = {"Host": f"localhost:{node.port}"}
+    created = await alice.ok("POST", "/api/v1/files", 201, json=declare(team_id, b"x"),
+                             headers=own)  # fmt: skip
+    redirect = await alice.request("GET", f"/api/v1/files/{f['id']}", headers=own)
+    assert redirect.status_code == 302
+    if "X-Amz-Expires" not in created["upload"]["url"]:
+        assert created["upload"]["url"].startswith(f"http://localhost:{node.port}/api/v1/blobs/")
+        assert redirect.headers["location"].startswith(f"http://localhost:{node.port}/")
+
+
+async def test_a_download_link_ends_with_access_to_the_file(
+    node: ServerProcess, team: tuple[Api, Api, Api, str]
+) -> None:
+    alice, bob, _, team_id = team
+    f = await upload(alice, team_id, b"shared for a while")
+    channel = await alice.create_channel(team_id, "brief", private=True)
+    await alice.join(channel["id"], bob)
+    msg = await alice.ok(
+        "POST", "/api/v1/messages", 201,
+        json={"channel_id": channel["id"], "body": "here", "attachments": [f["id"]],
+              "client_msg_id": "brief-share"},
+    )  # fmt: skip
+    first = await bob.request("GET", f"/api/v1/files/{f['id']}")
+    assert first.status_code == 302
+    link = httpx.URL(first.headers["location"])
+    if "X-Amz-Expires" in link.params:
+        # S3 serves its links without asking us: only their lifetime bounds them.
+        assert link.params["X-Amz-Expires"] == "60"
+        return
+    assert int(link.params["expires"]) <= time.time() + 61
+    async with httpx.AsyncClient(timeout=30) as http:
+        assert (await http.get(link)).content == b"shared for a while"
+        # The message is deleted: the file is no longer shared with Bob, and the link
+        # he already holds stops working at once (not when it expires).
+        await alice.ok("DELETE", f"/api/v1/messages/{msg['id']}", 200,
+                       headers={"If-Match": '"1"'})  # fmt: skip
+        assert_problem(await http.get(link), 404, "not_found")
+        # Alice's own link ends when she deletes the file.
+        mine = (await alice.request("GET", f"/api/v1/files/{f['id']}")).headers["location"]
+        assert (await http.get(mine)).status_code == 200
+        await alice.ok("DELETE", f"/api/v1/files/{f['id']}", 204)
+        assert_problem(await http.get(mine), 404, "not_found")

@@ -37,9 +37,20 @@ class ObjectStore(Protocol):
         ...
 
     def download_url(
-        self, key: str, filename: str, content_type: str, base_url: str, expires_s: int
+        self,
+        key: str,
+        filename: str,
+        content_type: str,
+        base_url: str,
+        expires_s: int,
+        *,
+        viewer: str | None = None,
     ) -> str:
-        """A URL that serves the object (as an attachment named `filename`) until it expires."""
+        """A URL that serves the object (as an attachment named `filename`) until it expires.
+
+        A store that serves its links itself binds `viewer` (the user the link is for)
+        into the link, so access can be checked again when it is used; others ignore it.
+        """
         ...
 
     async def stat(self, key: str) -> StoredObject | None:

@@ -92,10 +92,19 @@ class LocalDiskStore:
         )
 
     def download_url(
-        self, key: str, filename: str, content_type: str, base_url: str, expires_s: int
+        self,
+        key: str,
+        filename: str,
+        content_type: str,
+        base_url: str,
+        expires_s: int,
+        *,
+        viewer: str | None = None,
     ) -> str:
         """A signed GET URL on this node that serves the file as an attachment."""
         params = {"expires": str(self._expiry(expires_s)), "filename": filename, "ct": content_type}
+        if viewer is not None:
+            params["viewer"] = viewer
         return self._signed_url("GET", key, params, base_url)
 
     def verify(self, method: str, key: str, params: Mapping[str, str]) -> dict[str, str]:

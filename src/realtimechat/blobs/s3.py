@@ -90,9 +90,20 @@ class S3Store:
         )
 
     def download_url(
-        self, key: str, filename: str, content_type: str, base_url: str, expires_s: int
+        self,
+        key: str,
+        filename: str,
+        content_type: str,
+        base_url: str,
+        expires_s: int,
+        *,
+        viewer: str | None = None,
     ) -> str:
-        """A presigned GET that S3 answers as an attachment named `filename`."""
+        """A presigned GET that S3 answers as an attachment named `filename`.
+
+        S3 cannot ask us again when the link is used, so `viewer` is not checked: the
+        link's short lifetime is what bounds access after it is lost.
+        """
         return self._client.generate_presigned_url(
             "get_object",
             Params={

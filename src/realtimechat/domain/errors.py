@@ -182,3 +182,35 @@ class LinkInvalid(Forbidden):
 class FeatureDisabled(Unavailable):
     code = "feature_disabled"
     title = "This feature is switched off for now"
+
+
+class UploadGone(ChatError):
+    """An upload URL whose reservation ended: its bytes are refused."""
+
+    code = "upload_gone"
+    title = "This upload no longer accepts bytes"
+
+
+class UploadCancelled(UploadGone):
+    code = "upload_cancelled"
+    title = "This upload was cancelled"
+
+
+class UploadExpired(UploadGone):
+    code = "upload_expired"
+    title = "This upload's reservation expired"
+
+
+class UploadAlreadyComplete(Conflict):
+    code = "upload_complete"
+    title = "This upload is already complete"
+
+
+class PendingUploadsLimit(Conflict):
+    code = "too_many_pending_uploads"
+    title = "Too many uploads are waiting for their bytes"
+
+
+class HostNotAllowed(ChatError):
+    code = "host_not_allowed"
+    title = "The Host header names a host this server does not answer for"

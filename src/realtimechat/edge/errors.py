@@ -29,6 +29,8 @@ STATUS: list[tuple[type[e.ChatError], int]] = [
     (e.RateLimited, 429),
     (e.Overloaded, 503),
     (e.Unavailable, 503),
+    (e.UploadGone, 410),
+    (e.HostNotAllowed, 400),
 ]
 
 _HTTP_CODES = {
@@ -108,6 +110,18 @@ def _json_invalid_detail(err: Mapping[str, Any]) -> str:
     return f"the body is not valid JSON: {reason}{where}"
 
 
+def _encodable(value: Any) -> Any:
+    """`value` as orjson can always write it: the input that failed validation may hold
+    lone surrogates or integers past 64 bits, and must not turn a 422 into a 500."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, bool | float | None) or (
+        isinstance(value, int) and -(2**63) <= value < 2**64
+    ):
+        return value
+    return _encodable(str(value))
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into problem+json."""
 
@@ -119,7 +133,11 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         raw = exc.errors()
         errs = [
-            {"loc": list(err.get("loc", ())), "msg": err.get("msg"), "type": err.get("type")}
+            {
+                "loc": [_encodable(p) for p in err.get("loc", ())],
+                "msg": _encodable(err.get("msg")),
+                "type": _encodable(err.get("type")),
+            }
             for err in raw
         ]
         malformed = next((err for err in raw if err.get("type") == "json_invalid"), None)

@@ -9,8 +9,8 @@ file is cancelled, abandoned or fails verification.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
@@ -22,13 +22,17 @@ from realtimechat.domain.errors import (
     FeatureDisabled,
     InvalidAttachment,
     NotFound,
+    PendingUploadsLimit,
     QuotaExceeded,
     TooLarge,
     Unavailable,
+    UploadAlreadyComplete,
+    UploadCancelled,
+    UploadExpired,
     UploadIncomplete,
     ValidationFailed,
 )
-from realtimechat.domain.files import FileRecord, declared_problem, storage_key
+from realtimechat.domain.files import FileRecord, declared_problem, file_id_of_key, storage_key
 from realtimechat.domain.models import Channel
 from realtimechat.ids import new_id, now_ms
 from realtimechat.settings import FileSettings
@@ -89,12 +93,37 @@ class ReconcileReport:
 
 
 class FileService:
-    """Uploads, downloads and quota."""
+    """Uploads, downloads and quota.
 
-    def __init__(self, *, db: Database, store: ObjectStore, settings: FileSettings) -> None:
+    A reservation lives `pending_timeout_s` (at least the upload URL's lifetime): past
+    that it no longer counts against the quota, its URL refuses bytes and `complete`
+    refuses it, whether or not the worker's reconciliation has removed it yet.
+    """
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        store: ObjectStore,
+        settings: FileSettings,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
         self._db = db
         self.store = store
         self._settings = settings
+        self._clock = clock  # UTC milliseconds
+
+    @property
+    def _pending_ms(self) -> int:
+        # Never shorter than the upload URL: a client may use its URL until it expires.
+        return max(self._settings.pending_timeout_s, self._settings.url_ttl_s) * 1000
+
+    def _live_since(self, now: int) -> int:
+        """Reservations made at or after this are live at `now`; earlier ones expired."""
+        return now - self._pending_ms + 1
+
+    def _expired(self, f: FileRecord, now: int) -> bool:
+        return f.created_at < self._live_since(now)
 
     async def ready(self) -> None:
         """Create the bucket if the store can and it is missing (dev and tests); a store
@@ -131,7 +160,7 @@ class FileService:
         if not (await self._db.read(flags_repo.flags)).get("uploads", True):
             raise FeatureDisabled(detail="uploads are switched off for now; try again later")
         quota = self._settings.team_quota_bytes
-        at = now_ms()
+        at = self._clock()
         file_id = new_id()
         f = FileRecord(
             file_id,
@@ -146,9 +175,14 @@ class FileService:
             at,
         )
 
-        def work(conn: Connection) -> None:
+        live_since = self._live_since(at)
+
+        def work(conn: Connection) -> list[FileRecord]:
             if chat_repo.team_role(conn, team_id, user_id) is None:
                 raise NotFound("team not found")
+            # Expired reservations stop counting now, not at the next reconciliation.
+            expired = repo.expire_pending(conn, team_id, live_since, at)
+            self._check_pending(*repo.pending_of_user(conn, user_id, live_since), size)
             if not repo.reserve(conn, team_id, size, quota):
                 used = repo.used_bytes(conn, team_id)
                 raise QuotaExceeded(
@@ -157,13 +191,30 @@ class FileService:
                     quota_bytes=quota,
                 )
             repo.insert_file(conn, f, at)
+            return expired
 
-        await self._db.write(work)
+        for gone in await self._db.write(work):
+            await self._delete_bytes(gone.storage_key)
         ttl = self._settings.url_ttl_s
         target = self.store.upload_target(
             f.storage_key, size, content_type, sha256, self._base(base_url), ttl
         )
         return f, target, at + ttl * 1000
+
+    def _check_pending(self, count: int, pending_bytes: int, size: int) -> None:
+        max_count = self._settings.max_pending_per_user
+        max_bytes = self._settings.max_pending_bytes_per_user
+        if count + 1 > max_count or pending_bytes + size > max_bytes:
+            raise PendingUploadsLimit(
+                f"you have {count} uploads ({pending_bytes} bytes) waiting for their bytes; "
+                f"at most {max_count} uploads and {max_bytes} bytes may wait at once. "
+                "Upload and complete them, cancel them (DELETE /api/v1/files/{id}), "
+                "or let them expire.",
+                pending_uploads=count,
+                pending_bytes=pending_bytes,
+                max_pending_uploads=max_count,
+                max_pending_bytes=max_bytes,
+            )
 
     async def complete(self, user_id: str, file_id: str) -> FileRecord:
         """Check the stored bytes against the declaration; the file is ready, or gone."""
@@ -172,6 +223,12 @@ class FileService:
             return f
         if f.state == "deleted":
             raise Conflict("this upload was cancelled or expired; start a new one")
+        if self._expired(f, self._clock()):
+            await self._discard(f)
+            raise UploadExpired(
+                "this upload was not completed in time and its quota was given back; "
+                "start a new one"
+            )
         stored = await self._guard(self.store.stat(f.storage_key))
         if stored is None:
             raise UploadIncomplete(
@@ -186,7 +243,7 @@ class FileService:
                 "given back.",
             )
         moved = await self._db.write(
-            lambda c: repo.set_state(c, f.id, "pending", "ready", now_ms())
+            lambda c: repo.set_state(c, f.id, "pending", "ready", self._clock())
         )
         if not moved:
             raise Conflict("this upload was cancelled while it was being completed")
@@ -197,6 +254,40 @@ class FileService:
         f = await self._own(user_id, file_id)
         if f.state != "deleted":
             await self._discard(f)
+
+    async def begin_upload(self, key: str) -> FileRecord:
+        """The pending upload whose signed URL names `key`, if it still takes bytes."""
+        f = await self._db.read(lambda c: repo.file_by_id(c, file_id_of_key(key)))
+        if f is None or f.storage_key != key:
+            raise NotFound("no upload is waiting at this URL")
+        await self._refuse_unless_open(f)
+        return f
+
+    async def end_upload(self, f: FileRecord) -> None:
+        """After bytes were stored for `f`: keep them only if it still takes bytes.
+
+        A cancel or expiry that raced the upload may have deleted the object before
+        this write replaced it; whoever looks last removes it, so nothing is left.
+        """
+        current = await self._db.read(lambda c: repo.file_by_id(c, f.id))
+        try:
+            await self._refuse_unless_open(current or replace(f, state="deleted"))
+        except (UploadCancelled, UploadExpired):
+            await self._delete_bytes(f.storage_key)
+            raise
+
+    async def _refuse_unless_open(self, f: FileRecord) -> None:
+        if f.state == "ready":
+            raise UploadAlreadyComplete("this upload is complete; its bytes cannot change")
+        if self._expired(f, self._clock()):
+            if f.state == "pending":
+                await self._discard(f)
+            raise UploadExpired(
+                "this upload's reservation expired and its quota was given back; "
+                "declare the file again (POST /api/v1/files)"
+            )
+        if f.state == "deleted":
+            raise UploadCancelled("this upload was cancelled; its URL no longer takes bytes")
 
     async def get(self, user_id: str, file_id: str) -> FileRecord:
         """A ready file the user may see (else 404, as for one that does not exist)."""
@@ -213,18 +304,48 @@ class FileService:
         """A signed, expiring URL of a file the user may download."""
         f = await self.get(user_id, file_id)
         return self.store.download_url(
-            f.storage_key, f.name, f.content_type, self._base(base_url), self._settings.url_ttl_s
+            f.storage_key,
+            f.name,
+            f.content_type,
+            self._base(base_url),
+            self._settings.download_url_ttl_s,
+            viewer=user_id,
         )
 
+    async def check_download(self, key: str, viewer: str | None) -> FileRecord:
+        """The ready file a download link names, if its viewer may still download it.
+
+        Links of a store that serves them itself carry their viewer, so access lost
+        since the link was made (file deleted, message unshared, membership ended)
+        is lost for the link too.
+        """
+
+        def work(conn: Connection) -> FileRecord:
+            f = repo.file_by_id(conn, file_id_of_key(key))
+            if (
+                f is None
+                or f.storage_key != key
+                or f.state != "ready"
+                or (viewer is not None and not repo.may_download(conn, f, viewer))
+            ):
+                raise NotFound("file not found")
+            return f
+
+        return await self._db.read(work)
+
     async def usage(self, user_id: str, team_id: str) -> dict[str, Any]:
+        live_since = self._live_since(self._clock())
+
         def work(conn: Connection) -> dict[str, Any]:
             if chat_repo.team_role(conn, team_id, user_id) is None:
                 raise NotFound("team not found")
+            # Expired reservations no longer count, even before they are released.
+            expired = repo.expired_pending_bytes(conn, team_id, live_since)
             return {
                 "team_id": team_id,
-                "used_bytes": repo.used_bytes(conn, team_id),
+                "used_bytes": max(repo.used_bytes(conn, team_id) - expired, 0),
                 "quota_bytes": self._settings.team_quota_bytes,
-                "files": repo.team_file_count(conn, team_id),
+                "files": repo.team_file_count(conn, team_id, live_since),
                 "max_file_bytes": self._settings.max_file_bytes,
             }
 
@@ -232,11 +353,9 @@ class FileService:
 
     async def reconcile(self, now: int | None = None) -> ReconcileReport:
         """Remove abandoned uploads and orphaned objects; correct usage counters."""
-        now = now_ms() if now is None else now
+        now = self._clock() if now is None else now
         report = ReconcileReport()
-        # Never while its upload URL is still valid: the client may yet use it.
-        age_s = max(self._settings.pending_timeout_s, self._settings.url_ttl_s)
-        before = now - age_s * 1000
+        before = self._live_since(now)
         while True:
             stale = await self._db.read(lambda c: repo.stale_pending(c, before, 100))
             for f in stale:
@@ -271,15 +390,18 @@ class FileService:
 
         def work(conn: Connection) -> None:
             for state in ("pending", "ready"):
-                if repo.set_state(conn, f.id, state, "deleted", now_ms()):
+                if repo.set_state(conn, f.id, state, "deleted", self._clock()):
                     repo.release(conn, f.team_id, f.size)
                     return
 
         await self._db.write(work)
+        await self._delete_bytes(f.storage_key)
+
+    async def _delete_bytes(self, key: str) -> None:
         try:
-            await self.store.delete(f.storage_key)
+            await self.store.delete(key)
         except StoreUnavailable as exc:
-            log.warning("could not delete %s now (%s); reconciliation will", f.storage_key, exc)
+            log.warning("could not delete %s now (%s); reconciliation will", key, exc)
 
     async def _guard(self, call: Awaitable[T]) -> T:
         try:

@@ -14,6 +14,7 @@ from realtimechat.bus.base import Bus
 from realtimechat.domain.errors import (
     Forbidden,
     IdempotencyMismatch,
+    InvalidAttachment,
     MessageDeleted,
     NotFound,
     PreconditionFailed,
@@ -21,6 +22,7 @@ from realtimechat.domain.errors import (
 )
 from realtimechat.domain.models import Event, Message
 from realtimechat.domain.notifications import PlannedJob, Timing, mentions, plan, reach
+from realtimechat.domain.text import line_problem, text_problem
 from realtimechat.ids import new_id, now_ms
 from realtimechat.services.channels import ADMIN_ROLES, member_channel, visible_channel
 from realtimechat.services.events import append_event, publish_result
@@ -77,6 +79,12 @@ class MessageService:
         )
 
     def _check_body(self, body: str, attachments: list[Any]) -> None:
+        # The HTTP edge checked all this already; a WebSocket send arrives here unchecked.
+        problem = text_problem(body)
+        if problem is not None:
+            raise ValidationFailed(f"body {problem}", field="body")
+        if not all(isinstance(a, str) and line_problem(a) is None for a in attachments):
+            raise InvalidAttachment("attachments are file ids (strings)", field="attachments")
         if len(body) > self._limits.max_body_chars:
             raise ValidationFailed(
                 f"body is longer than {self._limits.max_body_chars} characters", field="body"
@@ -96,10 +104,12 @@ class MessageService:
     ) -> tuple[Message, bool]:
         """Send once per (sender, client_msg_id); (message, created)."""
         attachments = attachments or []
-        if not 1 <= len(client_msg_id) <= 100:
+        if not 1 <= len(client_msg_id) <= 100 or line_problem(client_msg_id) is not None:
             raise ValidationFailed(
-                "client_msg_id must be 1 to 100 characters", field="client_msg_id"
+                "client_msg_id must be 1 to 100 characters of text", field="client_msg_id"
             )
+        if line_problem(channel_id) is not None:
+            raise NotFound("channel not found")
         self._check_body(body, attachments)
         fingerprint = request_hash(channel_id, body, attachments)
 

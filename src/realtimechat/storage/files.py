@@ -15,6 +15,7 @@ from realtimechat.storage.tables import (
     files,
     messages,
     team_storage,
+    users,
 )
 
 
@@ -155,14 +156,67 @@ def may_download(conn: Connection, f: FileRecord, user_id: str) -> bool:
     return shared is not None
 
 
-def team_file_count(conn: Connection, team_id: str) -> int:
+def team_file_count(conn: Connection, team_id: str, live_since: int) -> int:
+    """Ready files and reservations made at or after `live_since` (the unexpired ones)."""
     return int(
         conn.execute(
             sa.select(sa.func.count()).where(
-                files.c.team_id == team_id, files.c.state.in_(("pending", "ready"))
+                files.c.team_id == team_id,
+                sa.or_(
+                    files.c.state == "ready",
+                    sa.and_(files.c.state == "pending", files.c.created_at >= live_since),
+                ),
             )
         ).scalar_one()
     )
+
+
+def expire_pending(conn: Connection, team_id: str, before: int, now: int) -> list[FileRecord]:
+    """Mark the team's reservations made before `before` deleted and release their bytes."""
+    stale = [
+        _record(r)
+        for r in conn.execute(
+            sa.select(files).where(
+                files.c.state == "pending",
+                files.c.created_at < before,
+                files.c.team_id == team_id,
+            )
+        )
+    ]
+    released = [f for f in stale if set_state(conn, f.id, "pending", "deleted", now)]
+    if released:
+        release(conn, team_id, sum(f.size for f in released))
+    return released
+
+
+def expired_pending_bytes(conn: Connection, team_id: str, before: int) -> int:
+    """Bytes still counted for the team's reservations made before `before`."""
+    return int(
+        conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(files.c.size), 0)).where(
+                files.c.state == "pending",
+                files.c.created_at < before,
+                files.c.team_id == team_id,
+            )
+        ).scalar_one()
+    )
+
+
+def pending_of_user(conn: Connection, user_id: str, since: int) -> tuple[int, int]:
+    """How many reservations the user made at or after `since` still wait, and their bytes.
+
+    Locks the user's row first (PostgreSQL; SQLite's single writer needs nothing), so
+    concurrent declarations of one user are counted one after the other.
+    """
+    conn.execute(sa.select(users.c.id).where(users.c.id == user_id).with_for_update())
+    row = conn.execute(
+        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(files.c.size), 0)).where(
+            files.c.state == "pending",
+            files.c.created_at >= since,
+            files.c.uploader_id == user_id,
+        )
+    ).one()
+    return int(row[0]), int(row[1])
 
 
 # --- reconciliation

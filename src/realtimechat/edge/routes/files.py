@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
 from realtimechat.blobs.base import StoreUnavailable
-from realtimechat.blobs.local import BadSignature, DigestMismatch, LinkError, LocalDiskStore
+from realtimechat.blobs.local import DigestMismatch, LinkError, LocalDiskStore
 from realtimechat.blobs.local import TooLarge as BlobTooLarge
 from realtimechat.domain.errors import (
     ChecksumMismatch,
@@ -15,16 +15,14 @@ from realtimechat.domain.errors import (
     TooLarge,
     Unavailable,
 )
+from realtimechat.domain.files import is_media_type
 from realtimechat.edge.auth import AppDeps, CurrentUser
+from realtimechat.edge.hosts import base_url
 from realtimechat.edge.responses import json
-from realtimechat.edge.schemas import FileIn
+from realtimechat.edge.schemas import FileIn, Id
 from realtimechat.ids import iso
 
 router = APIRouter(prefix="/api/v1")
-
-
-def _base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
 
 
 @router.post("/files", status_code=201, tags=["files"])
@@ -37,7 +35,7 @@ async def create_file(body: FileIn, request: Request, user: CurrentUser, deps: A
         body.size,
         body.content_type,
         body.sha256,
-        _base_url(request),
+        base_url(request, deps.settings),
     )
     upload = {
         "url": target.url,
@@ -49,13 +47,13 @@ async def create_file(body: FileIn, request: Request, user: CurrentUser, deps: A
 
 
 @router.post("/files/{file_id}/complete", tags=["files"])
-async def complete_file(file_id: str, user: CurrentUser, deps: AppDeps) -> Response:
+async def complete_file(file_id: Id, user: CurrentUser, deps: AppDeps) -> Response:
     """Verify the uploaded bytes' size and sha256; the file is then ready to attach."""
     return json((await deps.files.complete(user.user_id, file_id)).to_json())
 
 
 @router.delete("/files/{file_id}", status_code=204, tags=["files"])
-async def delete_file(file_id: str, user: CurrentUser, deps: AppDeps) -> Response:
+async def delete_file(file_id: Id, user: CurrentUser, deps: AppDeps) -> Response:
     """Cancel an upload (or delete one's file); its quota is given back."""
     await deps.files.cancel(user.user_id, file_id)
     return Response(status_code=204)
@@ -63,20 +61,20 @@ async def delete_file(file_id: str, user: CurrentUser, deps: AppDeps) -> Respons
 
 @router.get("/files/{file_id}", tags=["files"])
 async def download_file(
-    file_id: str, request: Request, user: CurrentUser, deps: AppDeps
+    file_id: Id, request: Request, user: CurrentUser, deps: AppDeps
 ) -> Response:
     """Redirect (302) to a signed, expiring download URL."""
-    url = await deps.files.download_url(user.user_id, file_id, _base_url(request))
+    url = await deps.files.download_url(user.user_id, file_id, base_url(request, deps.settings))
     return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/files/{file_id}/meta", tags=["files"])
-async def file_meta(file_id: str, user: CurrentUser, deps: AppDeps) -> Response:
+async def file_meta(file_id: Id, user: CurrentUser, deps: AppDeps) -> Response:
     return json((await deps.files.get(user.user_id, file_id)).to_json())
 
 
 @router.get("/teams/{team_id}/storage", tags=["files"])
-async def team_storage(team_id: str, user: CurrentUser, deps: AppDeps) -> Response:
+async def team_storage(team_id: Id, user: CurrentUser, deps: AppDeps) -> Response:
     """The team's storage: bytes used (pending uploads included) against its quota."""
     return json(await deps.files.usage(user.user_id, team_id))
 
@@ -97,6 +95,9 @@ async def put_blob(key: str, request: Request, deps: AppDeps) -> Response:
     except LinkError as exc:
         raise LinkInvalid(str(exc)) from None
     declared = int(params["size"])
+    # A cancelled or expired upload's URL is still correctly signed: ask whether it
+    # still takes bytes, and again once they are stored (a cancel may have raced them).
+    upload = await deps.files.begin_upload(key)
     try:
         stored = await store.write(key, request.stream(), declared, params["sha256"])
     except BlobTooLarge:
@@ -105,6 +106,7 @@ async def put_blob(key: str, request: Request, deps: AppDeps) -> Response:
         raise ChecksumMismatch(f"{exc}; declared {params['sha256']}") from None
     except StoreUnavailable as exc:  # the disk is full or failing: retry later
         raise Unavailable(detail=f"file storage is unavailable: {exc}") from exc
+    await deps.files.end_upload(upload)
     return json({"size": stored.size, "sha256": stored.sha256})
 
 
@@ -114,14 +116,18 @@ async def get_blob(key: str, request: Request, deps: AppDeps) -> Response:
     store = _local(deps)
     try:
         params = store.verify("GET", key, dict(request.query_params))
-        path = await store.open(key)
-    except (LinkError, BadSignature) as exc:
+    except LinkError as exc:
         raise LinkInvalid(str(exc)) from None
+    # Still there, and still the viewer's to see: losing access ends the link too.
+    f = await deps.files.check_download(key, params.get("viewer"))
+    try:
+        path = await store.open(key)
     except FileNotFoundError:
         raise NotFound("file not found") from None
     return FileResponse(
         path,
-        media_type=params.get("ct", "application/octet-stream"),
-        filename=params.get("filename"),
+        # A type stored before types were checked could not be sent as a header.
+        media_type=f.content_type if is_media_type(f.content_type) else "application/octet-stream",
+        filename=f.name,
         content_disposition_type="attachment",
     )

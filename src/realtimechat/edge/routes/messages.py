@@ -12,7 +12,7 @@ from realtimechat.domain.errors import PreconditionFailed, PreconditionRequired,
 from realtimechat.domain.models import Message
 from realtimechat.edge.auth import AppDeps, CurrentUser
 from realtimechat.edge.responses import json
-from realtimechat.edge.schemas import EditIn, SendIn
+from realtimechat.edge.schemas import Count, EditIn, Id, Line, SendIn
 
 router = APIRouter(prefix="/api/v1", tags=["messages"])
 
@@ -37,7 +37,7 @@ async def send_message(
     body: SendIn,
     user: CurrentUser,
     deps: AppDeps,
-    idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
+    idempotency_key: Annotated[Line | None, Header(max_length=100)] = None,
 ) -> Response:
     """Send a message; a retry with the same client_msg_id (or Idempotency-Key) answers 200."""
     client_msg_id = body.client_msg_id or idempotency_key
@@ -56,7 +56,7 @@ async def send_message(
 
 @router.get("/messages/{message_id}")
 async def get_message(
-    message_id: str,
+    message_id: Id,
     user: CurrentUser,
     deps: AppDeps,
     if_none_match: Annotated[str | None, Header()] = None,
@@ -69,7 +69,7 @@ async def get_message(
 
 @router.put("/messages/{message_id}")
 async def edit_message(
-    message_id: str,
+    message_id: Id,
     body: EditIn,
     user: CurrentUser,
     deps: AppDeps,
@@ -82,7 +82,7 @@ async def edit_message(
 
 @router.delete("/messages/{message_id}")
 async def delete_message(
-    message_id: str,
+    message_id: Id,
     user: CurrentUser,
     deps: AppDeps,
     if_match: Annotated[str | None, Header()] = None,
@@ -94,11 +94,11 @@ async def delete_message(
 
 @router.get("/channels/{channel_id}/messages")
 async def history(
-    channel_id: str,
+    channel_id: Id,
     user: CurrentUser,
     deps: AppDeps,
-    before_seq: Annotated[int | None, Query(ge=1)] = None,
-    limit: Annotated[int, Query(ge=1)] = 50,
+    before_seq: Annotated[Count | None, Query(ge=1)] = None,
+    limit: Annotated[Count, Query(ge=1)] = 50,
 ) -> Response:
     """Messages newest first; page back with before_seq = the smallest seq you have."""
     page, has_more = await deps.messages.history(user.user_id, channel_id, before_seq, limit)
@@ -107,11 +107,11 @@ async def history(
 
 @router.get("/channels/{channel_id}/events")
 async def events(
-    channel_id: str,
+    channel_id: Id,
     user: CurrentUser,
     deps: AppDeps,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1)] = 100,
+    after_seq: Annotated[Count, Query(ge=0)] = 0,
+    limit: Annotated[Count, Query(ge=1)] = 100,
 ) -> Response:
     """Events in seq order after after_seq, exactly as the WebSocket delivers them."""
     page, has_more = await deps.messages.events(user.user_id, channel_id, after_seq, limit)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
+from annotated_types import MaxLen
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
@@ -16,6 +17,8 @@ from realtimechat.edge.schemas import (
     ChannelNotificationsIn,
     DeviceIn,
     FlagIn,
+    Id,
+    Line,
     NotificationSettingsIn,
 )
 from realtimechat.ids import iso
@@ -48,7 +51,7 @@ async def list_devices(user: CurrentUser, deps: AppDeps) -> Response:
 
 
 @router.delete("/devices/{device_id}", status_code=204, tags=["notifications"])
-async def delete_device(device_id: str, user: CurrentUser, deps: AppDeps) -> Response:
+async def delete_device(device_id: Id, user: CurrentUser, deps: AppDeps) -> Response:
     await deps.notifications.delete_device(user.user_id, device_id)
     return Response(status_code=204)
 
@@ -67,14 +70,14 @@ async def put_settings(body: NotificationSettingsIn, user: CurrentUser, deps: Ap
 
 
 @router.get("/channels/{channel_id}/notification-settings", tags=["notifications"])
-async def get_channel_settings(channel_id: str, user: CurrentUser, deps: AppDeps) -> Response:
+async def get_channel_settings(channel_id: Id, user: CurrentUser, deps: AppDeps) -> Response:
     muted = await deps.notifications.channel_muted(user.user_id, channel_id)
     return json({"channel_id": channel_id, "muted": muted})
 
 
 @router.put("/channels/{channel_id}/notification-settings", tags=["notifications"])
 async def put_channel_settings(
-    channel_id: str, body: ChannelNotificationsIn, user: CurrentUser, deps: AppDeps
+    channel_id: Id, body: ChannelNotificationsIn, user: CurrentUser, deps: AppDeps
 ) -> Response:
     """Mute a channel: none of its messages notify (mentions included)."""
     muted = await deps.notifications.put_channel_muted(user.user_id, channel_id, body.muted)
@@ -102,6 +105,8 @@ async def list_flags(_: Admin, deps: AppDeps) -> Response:
 
 
 @router.put("/admin/flags/{name}", tags=["admin"])
-async def put_flag(name: str, body: FlagIn, _: Admin, deps: AppDeps) -> Response:
+async def put_flag(
+    name: Annotated[Line, MaxLen(100)], body: FlagIn, _: Admin, deps: AppDeps
+) -> Response:
     """Switch a feature on or off at runtime, on every node."""
     return json(_flag(await set_flag(deps.db, name, body.enabled)))
