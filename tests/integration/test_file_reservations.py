@@ -85,7 +85,7 @@ async def rig(database: Database, tmp_path: Path, **settings: int) -> Rig:
     channels = ChannelService(db=database, bus=MemoryBus())
     team = await channels.create_team("u1", "Acme")
     for uid in ("u2", "u3"):
-        await channels.add_team_member("u1", team.id, user_id=uid, email=None)
+        await channels.add_team_member("u1", team.id, user_id=uid)
     return Rig(files, store, database, clock, team.id)
 
 

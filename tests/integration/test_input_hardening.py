@@ -193,6 +193,11 @@ async def test_text_keeps_newlines_tabs_and_any_language(alice: Api, world: Worl
         "/api/v1/messages/a%00b",
         "/api/v1/channels/a%00b/messages",
         "/api/v1/devices/a%00b",
+        "/api/v1/teams/a%00b",
+        "/api/v1/teams/a%00b/channels",
+        "/api/v1/teams/a%00b/members",
+        "/api/v1/channels/a%00b",
+        "/api/v1/channels/a%00b/members",
     ],
 )
 async def test_a_nul_in_a_path_id_is_not_a_server_error(
