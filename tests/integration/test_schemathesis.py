@@ -45,7 +45,7 @@ CHECKS = [
 ]
 PASSWORD = "correct horse"
 MAX_EXAMPLES = 75
-# Success answers random data cannot reach and the scenario does not take.
+# Success answers the scenario may leave out.
 UNREACHED = {
     # Adding by e-mail invites once invitations land (issue 13 item 10); today it adds.
     ("POST", "/api/v1/teams/{team_id}/members", 202),
@@ -190,12 +190,22 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
+def _query_ints(case: schemathesis.Case[Any]) -> Iterator[int]:
+    for value in (case.query or {}).values():
+        if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+            yield int(value)
+
+
 # Server bugs this run finds that belong to other parts of issue 13 (item 5: malformed
 # input must be a 4xx, never a 5xx). Each excuses only a 5xx answer to the input it names.
 KNOWN_BUGS: list[tuple[str, Callable[[schemathesis.Case[Any], bool], bool]]] = [
     (
         "a NUL in a JSON string on PostgreSQL: psycopg refuses the text, 500 (item 5)",
         lambda case, postgres: postgres and any("\x00" in s for s in _strings(case.body)),
+    ),
+    (
+        "before_seq/after_seq beyond 2^63-1: the database integer overflows, 500 (item 5)",
+        lambda case, _: any(n > 2**63 - 1 for n in _query_ints(case)),
     ),
 ]
 
@@ -248,7 +258,8 @@ def test_every_answer_is_documented(case: schemathesis.Case[Any], server: Server
     TALLY.statuses.setdefault(case.operation.label, set()).add(response.status_code)
     excuse = known_bug(case, response.status_code, server)
     if excuse is not None:
-        TALLY.excused[excuse] = TALLY.excused.get(excuse, 0) + 1
+        key = f"{case.operation.label}: {excuse}"
+        TALLY.excused[key] = TALLY.excused.get(key, 0) + 1
         return
     case.validate_response(response, checks=CHECKS)
 
@@ -267,7 +278,7 @@ class Driver:
         self,
         method: str,
         path: str,
-        status: int,
+        status: int | tuple[int, ...],
         ids: dict[str, str] | None = None,
         *,
         headers: dict[str, str] | None = None,
@@ -280,9 +291,10 @@ class Driver:
             **kw,
         )
         response = case.call(base_url=self.base_url, allow_redirects=False)
-        assert response.status_code == status, f"{method} {path}: {response.text}"
+        expected = status if isinstance(status, tuple) else (status,)
+        assert response.status_code in expected, f"{method} {path}: {response.text}"
         case.validate_response(response, checks=CHECKS)
-        self.answered.add((method, path, status))
+        self.answered.add((method, path, response.status_code))
         return response
 
     def documented(self) -> set[tuple[str, str, int]]:
@@ -327,7 +339,11 @@ def scenario(drive: Driver) -> None:
     drive("GET", f"{v1}/teams", 200)
     drive("GET", f"{v1}/teams/{{team_id}}", 200, t)
     drive("POST", f"{v1}/teams/{{team_id}}/members", 201, t, body={"user_id": dora_id})
-    drive("POST", f"{v1}/teams/{{team_id}}/members", 200, t, body={"email": email})
+    drive("POST", f"{v1}/teams/{{team_id}}/members", 200, t, body={"user_id": dora_id})
+    # By e-mail: added today (201); invited once invitations land (202).
+    erin = {"email": f"{unique('erin')}@example.com", "password": PASSWORD, "display_name": "E"}
+    drive("POST", f"{v1}/auth/register", 201, anonymous=True, body=erin)
+    drive("POST", f"{v1}/teams/{{team_id}}/members", (201, 202), t, body={"email": erin["email"]})
     drive("GET", f"{v1}/teams/{{team_id}}/members", 200, t)
 
     channel = drive(
@@ -425,7 +441,7 @@ def test_every_success_answer_matches_its_schema(server: ServerProcess) -> None:
     api = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
     drive = Driver(api, server.url, token)
     scenario(drive)
-    assert drive.documented() - drive.answered == UNREACHED
+    assert drive.documented() - drive.answered <= UNREACHED
 
 
 async def test_admin_answers_match_their_schema(tmp_path: Path) -> None:

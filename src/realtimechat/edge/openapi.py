@@ -19,7 +19,7 @@ from pydantic.json_schema import models_json_schema
 from starlette.routing import BaseRoute
 
 from realtimechat.edge import models_out as out
-from realtimechat.edge.auth import current_user
+from realtimechat.edge.auth import anonymous_limit, current_user
 from realtimechat.edge.routes.notifications import admin
 
 REF = "#/components/schemas/{model}"
@@ -110,10 +110,10 @@ _MSG = Answer(out.Message, "The message", _ETAG)
 _DELETED = Answer(None, "Done; nothing to return")
 _API = "/api/v1"
 
-# Errors every operation of the table may answer beyond these come from the route:
-# 401 (authenticated), 404 (path ids), 400/415 (JSON bodies), 422 (parameters or body),
-# 413/503 (the request guards), 429 (the rate limits).
-TABLE: dict[tuple[str, str], Doc] = {
+# Each operation's own error statuses; `_describe_operation` adds those that follow from
+# the route: 401 (a token), 404 (path ids), 400/415 (a JSON body), 422 (parameters or a
+# body), 413/503 (the request guards), 429 (a rate-limit dependency).
+_V1: dict[tuple[str, str], Doc] = {
     ("POST", "/auth/register"): _doc(409, s201=Answer(out.User, "The new account")),
     ("POST", "/auth/login"): _doc(401, s200=Answer(out.TokenPair, "Access and refresh tokens")),
     ("POST", "/auth/refresh"): _doc(401, s200=Answer(out.TokenPair, "A new token pair")),
@@ -190,13 +190,15 @@ TABLE: dict[tuple[str, str], Doc] = {
     ("GET", "/files/{file_id}/meta"): _doc(s200=Answer(out.File, "The file")),
     ("GET", "/teams/{team_id}/storage"): _doc(s200=Answer(out.StorageUsage, "Storage usage")),
 }
-TABLE = {(m, _API + p): d for (m, p), d in TABLE.items()}
-TABLE[("GET", "/livez")] = _doc(s200=Answer(out.Livez, "The process is up"))
-TABLE[("GET", "/readyz")] = _doc(
-    s200=Answer(out.Readyz, "Ready: ok or degraded"),
-    s503=Answer(out.Readyz, "Not ready: down or draining"),
-)
-# Health probes are neither guarded nor rate-limited: they must answer under load.
+TABLE: dict[tuple[str, str], Doc] = {
+    **{(method, _API + path): doc for (method, path), doc in _V1.items()},
+    ("GET", "/livez"): _doc(s200=Answer(out.Livez, "The process is up")),
+    ("GET", "/readyz"): _doc(
+        s200=Answer(out.Readyz, "Ready: ok or degraded"),
+        s503=Answer(out.Readyz, "Not ready: down or draining"),
+    ),
+}
+# GuardMiddleware lets the health probes through: they must answer under load.
 UNGUARDED = frozenset({"/livez", "/readyz"})
 
 
@@ -263,10 +265,10 @@ def _describe_operation(
         errors |= {400, 415}
     if has_body or params:
         errors.add(422)
+    if current_user in calls or anonymous_limit in calls:
+        errors.add(429)
     if path not in UNGUARDED:
         errors |= {413, 503}
-        if admin not in calls:
-            errors.add(429)
     for status in sorted(errors):
         if str(status) not in responses:
             responses[str(status)] = _problem(status)
