@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from realtimechat.bootstrap import Deps
-from realtimechat.edge import errors
+from realtimechat.edge import errors, openapi
 from realtimechat.edge.catchup import CatchUp
 from realtimechat.edge.gateway import Gateway
 from realtimechat.edge.hub import Hub
@@ -101,6 +101,7 @@ def create_app(deps: Deps) -> FastAPI:
     app.state.catch_up = catch_up
     app.state.worker = worker
     errors.install(app)
+    openapi.install(app)
     for module in (auth, teams, messages, notifications, files, health):
         app.include_router(module.router)
 
