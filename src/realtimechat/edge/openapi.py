@@ -183,10 +183,12 @@ _V1: dict[tuple[str, str], Doc] = {
     ),
     ("GET", "/admin/flags"): _doc(404, s200=Answer(out.FlagList, "Every feature flag")),
     ("PUT", "/admin/flags/{name}"): _doc(s200=Answer(out.Flag, "The flag as set")),
-    ("POST", "/files"): _doc(404, 409, s201=Answer(out.FileUpload, "Reserved; upload the bytes")),
-    ("POST", "/files/{file_id}/complete"): _doc(409, s200=Answer(out.File, "Ready to attach")),
+    ("POST", "/files"): _doc(
+        400, 404, 409, s201=Answer(out.FileUpload, "Reserved; upload the bytes")
+    ),
+    ("POST", "/files/{file_id}/complete"): _doc(409, 410, s200=Answer(out.File, "Ready to attach")),
     ("DELETE", "/files/{file_id}"): _doc(s204=Answer(None, "Cancelled or deleted")),
-    ("GET", "/files/{file_id}"): _doc(s302=Answer(None, "Go to the download URL", _LOCATION)),
+    ("GET", "/files/{file_id}"): _doc(400, s302=Answer(None, "Go to the download URL", _LOCATION)),
     ("GET", "/files/{file_id}/meta"): _doc(s200=Answer(out.File, "The file")),
     ("GET", "/teams/{team_id}/storage"): _doc(s200=Answer(out.StorageUsage, "Storage usage")),
 }
