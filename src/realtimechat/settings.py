@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,6 +21,9 @@ class DatabaseSettings(BaseModel):
     health_timeout_s: float = 1.0
 
 
+MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
+
+
 class AuthSettings(BaseModel):
     """Token lifetimes and the signing secret (generated into data_dir when unset)."""
 
@@ -31,6 +34,19 @@ class AuthSettings(BaseModel):
     # argon2id cost; the defaults are the library's recommendation (RFC 9106 low-memory).
     hash_time_cost: int = 3
     hash_memory_kib: int = 65536
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, secret: str | None) -> str | None:
+        """A short HS256 key can be brute-forced offline from any one token."""
+        if secret is not None and len(secret.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"RTC_AUTH__SECRET must be at least {MIN_SECRET_BYTES} bytes "
+                f"(it is {len(secret.encode())}); e.g. python -c "
+                "'import secrets; print(secrets.token_urlsafe(48))', or unset it to have "
+                "one generated and kept for you"
+            )
+        return secret
 
 
 class LimitSettings(BaseModel):
@@ -152,7 +168,10 @@ class FileSettings(BaseModel):
 class Settings(BaseSettings):
     """Everything configurable, read from RTC_* environment variables (nested with __)."""
 
-    model_config = SettingsConfigDict(env_prefix="RTC_", env_nested_delimiter="__")
+    # An error never echoes the value given: it may be a secret (RTC_AUTH__SECRET).
+    model_config = SettingsConfigDict(
+        env_prefix="RTC_", env_nested_delimiter="__", hide_input_in_errors=True
+    )
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -183,6 +202,12 @@ class Settings(BaseSettings):
     files: FileSettings = Field(default_factory=FileSettings)
     # Bearer token for /api/v1/admin (feature flags); unset, the admin API answers 404.
     admin_token: SecretStr | None = None
+    # Bearer token for /metrics and the details of /readyz (its statuses stay open);
+    # unset, /metrics answers 404 and /readyz shows each check's status only.
+    metrics_token: SecretStr | None = None
+    # Swagger UI at /docs, loaded from a CDN (so the CSP of /docs allows that CDN).
+    # /openapi.json is always served.
+    api_docs: bool = False
 
     def files_dir(self) -> Path:
         """Where local-disk files live: RTC_FILES__LOCAL_DIR, else data_dir/files."""
