@@ -38,8 +38,11 @@ def test_a_short_signing_secret_is_refused_naming_the_setting() -> None:
 
 async def test_a_node_with_a_short_secret_does_not_start(tmp_path: Path) -> None:
     srv = ServerProcess(tmp_path, {"RTC_AUTH__SECRET": "x"})
-    with pytest.raises(RuntimeError, match="serve exited") as failed:
-        await srv.start()
+    try:
+        with pytest.raises(RuntimeError, match="serve exited") as failed:
+            await srv.start()
+    finally:
+        await srv.stop()  # had it started after all
     assert "RTC_AUTH__SECRET must be at least 32 bytes" in str(failed.value)
     assert srv.proc is not None
     assert srv.proc.wait(30) != 0
