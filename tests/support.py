@@ -21,6 +21,10 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 FAST_HASH = {"RTC_AUTH__HASH_TIME_COST": "1", "RTC_AUTH__HASH_MEMORY_KIB": "1024"}
+# Every server a test starts serves /metrics and the details of /readyz to this token.
+METRICS_TOKEN = "metrics-token-of-the-tests"
+OPERATOR = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+TEST_ENV = {**FAST_HASH, "RTC_METRICS_TOKEN": METRICS_TOKEN}
 
 
 @dataclass
@@ -38,7 +42,7 @@ class ChildProcess:
 
     async def launch(self, args: list[str], ready: str) -> str:
         """Start `realtimechat <args>`; wait for the line containing `ready` (no sleeping)."""
-        env = {**os.environ, **FAST_HASH, **self.env}
+        env = {**os.environ, **TEST_ENV, **self.env}
         self.proc = subprocess.Popen(
             self.command(args), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,12 +54,36 @@ def signing_secret(settings: Settings, db: Database) -> str:
     if not db.url.startswith("sqlite"):
         return db.setup(lambda c: tokens.shared_secret(c, "jwt", candidate))
     path = Path(settings.data_dir) / "secret.key"
+    private_dir(path.parent)
     if path.exists():
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(candidate)
-    path.chmod(0o600)
+    # Written 0600 under a temporary name, then linked into place: never readable by
+    # others, never seen half-written, and of two processes starting at once one wins.
+    tmp = path.with_name(f".secret.key.{secrets.token_hex(8)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(candidate)
+        os.link(tmp, path)
+    except FileExistsError:
+        return path.read_text().strip()
+    finally:
+        tmp.unlink(missing_ok=True)
     return candidate
+
+
+def private_dir(path: Path) -> None:
+    """Make `path` a directory only this user can enter (0700), creating it if need be.
+
+    The data directory holds the database, the signing key and the files: like
+    PostgreSQL's data directory it is the node's alone.
+    """
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(PermissionError):  # not ours: leave it to its owner
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o700)
 
 
 def build_bus(settings: Settings, *, read: bool = True) -> Bus:
@@ -87,13 +113,15 @@ def build_files(settings: Settings, db: Database, secret: str) -> FileService:
             "or RTC_FILES__BACKEND=s3",
             settings.files_dir(),
         )
+    if files.backend == "local":
+        private_dir(settings.files_dir())
     blob_key = hashlib.sha256(b"rtc-blob-links\0" + secret.encode()).digest()
     return FileService(db=db, store=build_store(settings, blob_key), settings=settings.files)
 
 
 def build(settings: Settings) -> Deps:
     """Build the node's dependencies (nothing is started here)."""
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    private_dir(Path(settings.data_dir))
     bus = build_bus(settings)
     db = Database(settings, outbox=bus.needs_outbox)
     secret = signing_secret(settings, db)

@@ -21,6 +21,9 @@ class DatabaseSettings(BaseModel):
     health_timeout_s: float = 1.0
 
 
+MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
+
+
 class AuthSettings(BaseModel):
     """Token lifetimes and the signing secret (generated into data_dir when unset)."""
 
@@ -39,6 +42,19 @@ class AuthSettings(BaseModel):
     lockout_reset_s: float = 3600.0  # quiet this long, and the count starts again
     # How often a node reads logins revoked on other nodes (its own apply at once).
     revocation_poll_s: float = 1.0
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, secret: str | None) -> str | None:
+        """A short HS256 key can be brute-forced offline from any one token."""
+        if secret is not None and len(secret.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"RTC_AUTH__SECRET must be at least {MIN_SECRET_BYTES} bytes "
+                f"(it is {len(secret.encode())}); e.g. python -c "
+                "'import secrets; print(secrets.token_urlsafe(48))', or unset it to have "
+                "one generated and kept for you"
+            )
+        return secret
 
 
 class LimitSettings(BaseModel):
@@ -179,7 +195,10 @@ class FileSettings(BaseModel):
 class Settings(BaseSettings):
     """Everything configurable, read from RTC_* environment variables (nested with __)."""
 
-    model_config = SettingsConfigDict(env_prefix="RTC_", env_nested_delimiter="__")
+    # An error never echoes the value given: it may be a secret (RTC_AUTH__SECRET).
+    model_config = SettingsConfigDict(
+        env_prefix="RTC_", env_nested_delimiter="__", hide_input_in_errors=True
+    )
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -213,6 +232,12 @@ class Settings(BaseSettings):
     files: FileSettings = Field(default_factory=FileSettings)
     # Bearer token for /api/v1/admin (feature flags); unset, the admin API answers 404.
     admin_token: SecretStr | None = None
+    # Bearer token for /metrics and the details of /readyz (its statuses stay open);
+    # unset, /metrics answers 404 and /readyz shows each check's status only.
+    metrics_token: SecretStr | None = None
+    # Swagger UI at /docs, loaded from a CDN (so the CSP of /docs allows that CDN).
+    # /openapi.json is always served.
+    api_docs: bool = False
     # Host header values the node builds URLs from when RTC_FILES__PUBLIC_URL is unset,
     # comma-separated; `name` allows any port, `name:port` only that one. localhost,
     # 127.0.0.1, [::1] and RTC_HOST (unless a wildcard) are always allowed.

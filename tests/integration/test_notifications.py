@@ -14,7 +14,7 @@ import pytest
 
 from tests.fake_providers import FakeFcm, FakeSendGrid
 from tests.integration.rest_support import assert_problem
-from tests.support import Api, ServerProcess, new_user, running_server, unique
+from tests.support import OPERATOR, Api, ServerProcess, new_user, running_server, unique
 
 ADMIN = "admin-secret-for-tests"
 # Short delays so a test sees retries, e-mails and breakers within seconds.
@@ -84,7 +84,7 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15.0)
 
 
 async def readyz(server: ServerProcess, api: Api) -> dict[str, Any]:
-    resp = await api.request("GET", "/readyz")
+    resp = await api.request("GET", "/readyz", headers=OPERATOR)
     body: dict[str, Any] = resp.json()
     return body
 
@@ -354,7 +354,7 @@ async def scrape(api: Api) -> dict[tuple[str, tuple[tuple[str, str], ...]], floa
     """/metrics as {(sample name, sorted labels): value}."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    resp = await api.request("GET", "/metrics")
+    resp = await api.request("GET", "/metrics", headers=OPERATOR)
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/plain")
     return {

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from realtimechat.observability import metrics as catalogue
 from tests.support import (
+    OPERATOR,
     ServerProcess,
     WorkerProcess,
     WsClient,
@@ -31,7 +32,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 async def scrape(url: str) -> Samples:
     async with httpx.AsyncClient(timeout=10) as http:
-        resp = await http.get(f"{url}/metrics")
+        resp = await http.get(f"{url}/metrics", headers=OPERATOR)
     assert resp.status_code == 200, resp.text
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value

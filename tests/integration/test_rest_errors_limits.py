@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.integration.rest_support import assert_problem
-from tests.support import Api, ServerProcess, new_user, running_server, unique
+from tests.support import OPERATOR, Api, ServerProcess, new_user, running_server, unique
 
 
 @pytest.fixture
@@ -354,7 +354,7 @@ async def test_livez_and_readyz(anon: httpx.AsyncClient) -> None:
     live = await anon.get("/livez")
     assert live.status_code == 200
     assert live.json()["status"] == "ok"
-    ready = await anon.get("/readyz")
+    ready = await anon.get("/readyz", headers=OPERATOR)
     assert ready.status_code == 200
     assert ready.headers["content-type"].startswith("application/json")
     body = ready.json()

@@ -36,6 +36,13 @@ class NotAMember(Forbidden):
     title = "Join the channel first"
 
 
+class CsrfRefused(Forbidden):
+    """A call authenticated by the session cookie that a cross-site page could have made."""
+
+    code = "csrf_refused"
+    title = "Cookie sessions need the X-RTC-CSRF header and a same-origin request"
+
+
 class Unauthorized(ChatError):
     code = "unauthorized"
     title = "Authentication required"

@@ -13,14 +13,33 @@ from realtimechat.bootstrap import Deps
 from realtimechat.edge import errors, openapi
 from realtimechat.edge.catchup import CatchUp
 from realtimechat.edge.gateway import Gateway
+from realtimechat.edge.headers import SecurityHeadersMiddleware
 from realtimechat.edge.hub import Hub
 from realtimechat.edge.observe import ObserveMiddleware
 from realtimechat.edge.routes import auth, files, health, messages, notifications, teams
 from realtimechat.observability import metrics, tracing
-from realtimechat.resilience.shedding import GuardMiddleware
+from realtimechat.resilience.shedding import ASGIApp, GuardMiddleware
 from realtimechat.services.outbox import OutboxAcks
 from realtimechat.web import STATIC_DIR
 from realtimechat.worker.main import Worker, relay_publish
+
+BLOBS_PREFIX = "/api/v1/blobs/"  # signed file links of the local-disk store
+
+
+class NodeApp(FastAPI):
+    """FastAPI with the security headers outside everything, Starlette's own 500s included.
+
+    Starlette answers an unhandled exception from its outermost middleware, outside any
+    `add_middleware`; wrapping the built stack is the one place that sees that answer too.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        docs = (self.docs_url, self.swagger_ui_oauth2_redirect_url) if self.docs_url else ()
+        return SecurityHeadersMiddleware(
+            super().build_middleware_stack(),
+            docs_paths=frozenset(p for p in docs if p),
+            download_prefix=BLOBS_PREFIX,
+        )
 
 
 def create_app(deps: Deps) -> FastAPI:
@@ -87,12 +106,13 @@ def create_app(deps: Deps) -> FastAPI:
             await deps.files.store.close()
             await deps.db.close()
 
-    app = FastAPI(
+    app = NodeApp(
         title="RealTimeChat",
         version="1",
         summary="Team chat that loses, duplicates and reorders nothing.",
         lifespan=lifespan,
-        docs_url="/docs",
+        # Off by default: Swagger UI comes from a CDN, run on the app's own origin.
+        docs_url="/docs" if deps.settings.api_docs else None,
         redoc_url=None,
     )
     app.state.deps = deps
@@ -125,7 +145,7 @@ def create_app(deps: Deps) -> FastAPI:
         max_in_flight=deps.settings.limits.max_in_flight,
         max_bytes=deps.settings.limits.max_request_bytes,
         retry_after_s=deps.settings.limits.retry_after_s,
-        unbounded_body_prefixes=("/api/v1/blobs/",),
+        unbounded_body_prefixes=(BLOBS_PREFIX,),
     )
     # Outermost: shed requests are counted and carry a request id too.
     app.add_middleware(ObserveMiddleware)

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -30,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from realtimechat.domain.errors import Overloaded, Unavailable
+from realtimechat.domain.errors import Conflict, Overloaded, Unavailable
 from realtimechat.observability import metrics, tracing
 from realtimechat.settings import Settings
 from realtimechat.storage.repositories import OUTBOX
@@ -87,6 +88,9 @@ def _sqlite_engine(url: str, synchronous: str, *, writer: bool, pool_size: int) 
         cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=5000")
+        # Deleted rows (a deleted message's text) are overwritten with zeros, not left
+        # in free space inside pages and on the freelist for anyone with the file.
+        cur.execute("PRAGMA secure_delete=ON")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -94,6 +98,52 @@ def _sqlite_engine(url: str, synchronous: str, *, writer: bool, pool_size: int) 
         conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
     return engine
+
+
+def _sqlite_path(url: str) -> str | None:
+    """The file of a sqlite:/// URL (None for an in-memory database)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url.removeprefix("sqlite:///").partition("?")[0]
+    return None if not path or path == ":memory:" else path
+
+
+def private_sqlite_files(url: str) -> None:
+    """Create the database file as 0600, and tighten it and its -wal/-shm if they exist.
+
+    SQLite gives the -wal and -shm files the mode of the database file, so creating
+    that one 0600 before SQLite opens it covers all three.
+    """
+    path = _sqlite_path(url)
+    if path is None:
+        return
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
+
+
+def _is_foreign_key_violation(exc: sa.exc.IntegrityError) -> bool:
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) == "23503":  # PostgreSQL foreign_key_violation
+        return True
+    return getattr(orig, "sqlite_errorname", None) == "SQLITE_CONSTRAINT_FOREIGNKEY"
+
+
+def domain_error(exc: sa.exc.IntegrityError) -> Conflict | None:
+    """The client-facing error for an integrity error a unit of work let escape, if any.
+
+    A foreign-key violation means the request refers to a row that is not there (an
+    access token of an account that no longer exists, a channel deleted meanwhile):
+    a 409, not a 500. Unique violations stay as they are: they are races that the
+    services resolve themselves (a retried send finds the stored message, a register
+    race answers email_taken).
+    """
+    if _is_foreign_key_violation(exc):
+        return Conflict("the request refers to something that does not exist (any more)")
+    return None
 
 
 def _postgres_engine(url: str, settings: Settings, *, pool_size: int) -> Engine:
@@ -121,6 +171,7 @@ class Database:
         url = settings.db_url()
         self.url = url
         if url.startswith("sqlite"):
+            private_sqlite_files(url)
             sync = settings.db.sqlite_synchronous
             self._write_engine = _sqlite_engine(url, sync, writer=True, pool_size=1)
             self._read_engine = _sqlite_engine(
@@ -209,6 +260,13 @@ class Database:
                 self._settings.limits.retry_after_s,
                 f"database write failed: {exc.__class__.__name__}",
             ) from exc
+        except sa.exc.IntegrityError as exc:
+            # The storage boundary: a constraint the client's request broke becomes a
+            # domain error here, once, for every unit of work.
+            mapped = domain_error(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
 
     async def read(self, work: Work[T]) -> T:
         """Run `work` in a read transaction on a reader thread."""

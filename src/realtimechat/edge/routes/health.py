@@ -1,14 +1,21 @@
-"""Liveness and readiness, JSON with a status per dependency."""
+"""Liveness and readiness, JSON with a status per dependency; metrics for the operator.
+
+`/livez` and the statuses of `/readyz` are open (load balancers and orchestrators probe
+them); `/metrics` and the details of `/readyz` (pool sizes, latencies, error names,
+job counts) are the operator's: they need the bearer token RTC_METRICS_TOKEN.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import time
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from realtimechat.domain.errors import NotFound, Unauthorized
 from realtimechat.edge.auth import deps_of
 from realtimechat.edge.responses import json
 from realtimechat.observability import metrics
@@ -23,9 +30,25 @@ async def livez() -> Response:
     return json({"status": "ok"})
 
 
+def operator(request: Request) -> bool | None:
+    """Whether the request carries RTC_METRICS_TOKEN; None when no token is configured."""
+    expected = deps_of(request).settings.metrics_token
+    if expected is None or not expected.get_secret_value():
+        return None
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        token.strip().encode(), expected.get_secret_value().encode()
+    )
+
+
 @router.get("/metrics", include_in_schema=False)
 async def metrics_endpoint(request: Request) -> Response:
     """Prometheus text exposition; stored job counts are read for each scrape."""
+    allowed = operator(request)
+    if allowed is None:
+        raise NotFound("not found")  # no token configured: there are no metrics here
+    if not allowed:
+        raise Unauthorized("send Authorization: Bearer <RTC_METRICS_TOKEN>")
     deps = deps_of(request)
     with contextlib.suppress(Exception):  # a scrape must not fail with the database
         await asyncio.wait_for(refresh_metrics(deps.db), deps.settings.db.health_timeout_s)
@@ -70,6 +93,8 @@ async def readyz(request: Request) -> Response:
     else:
         status = "ok"
     code = 503 if status in ("draining", "down") else 200
+    if not operator(request):
+        checks = {name: {"status": check["status"]} for name, check in checks.items()}
     return json({"status": status, "checks": checks}, code)
 
 

@@ -1,5 +1,5 @@
 // RealTimeChat browser client: auth, sidebar, message view, live delivery.
-import { api, get, post, loadTokens, saveTokens, hooks, ApiError } from "./api.js";
+import { api, get, post, login as logIn, logout as logOut, forget, signedIn, hooks, ApiError } from "./api.js";
 import { Live } from "./live.js";
 
 const app = document.getElementById("app");
@@ -63,6 +63,23 @@ function showError(title, detail) {
   banner.append(item);
 }
 
+/** A confirmation that is not an error (role=status: announced, not alarming). */
+function showNotice(text) {
+  const item = h(
+    "div",
+    { className: "banner notice", role: "status", "data-testid": "notice" },
+    h("span", { text }),
+    h("button", {
+      type: "button",
+      className: "dismiss",
+      "aria-label": "Dismiss",
+      text: "×",
+      onclick: () => item.remove(),
+    }),
+  );
+  banner.append(item);
+}
+
 function report(err) {
   if (err instanceof ApiError) showError(err.title, err.detail);
   else if (err instanceof TypeError) showError("Network error", "The server could not be reached.");
@@ -103,8 +120,7 @@ function renderAuth() {
     "data-testid": "register-password",
   });
   const login = async (em, pw) => {
-    const res = await api("POST", "/api/v1/auth/login", { email: em, password: pw }, { noAuth: true });
-    saveTokens(res.body);
+    await logIn(em, pw);
     await startSession();
   };
   app.append(
@@ -148,16 +164,8 @@ function renderAuth() {
 }
 
 async function logout() {
-  const tokens = loadTokens();
   stopSession();
-  saveTokens(null);
-  if (tokens && tokens.refresh_token) {
-    try {
-      await api("POST", "/api/v1/auth/logout", { refresh_token: tokens.refresh_token }, { noAuth: true });
-    } catch (err) {
-      console.warn(err);
-    }
-  }
+  await logOut();
   renderAuth();
 }
 
@@ -180,6 +188,12 @@ hooks.onAuthLost = () => {
     showError("Signed out", "Your session ended; please log in again.");
   }
 };
+
+function onRevoked() {
+  forget();
+  renderAuth();
+  showError("Signed out", "This session was signed out from another device or tab; please log in again.");
+}
 
 // -- main layout ------------------------------------------------------------------------------
 const ui = {};
@@ -280,8 +294,14 @@ function teamSection(team) {
           className: "inline",
           "data-testid": "add-member-form",
           onsubmit: action(async () => {
-            await post(`/api/v1/teams/${team.id}/members`, { email: email.value });
+            const address = email.value;
+            const res = await api("POST", `/api/v1/teams/${team.id}/members`, { email: address });
             email.value = "";
+            if (res.status === 202) {
+              // An invitation: whether the address has an account is not revealed.
+              showNotice(`Invitation sent to ${(res.body && res.body.email) || address}`);
+              return;
+            }
             await loadTeamMembers(team.id);
             renderSidebar();
           }),
@@ -420,7 +440,7 @@ async function startSession() {
     S.me = await get("/api/v1/users/me");
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) {
-      saveTokens(null);
+      forget();
       renderAuth();
       return;
     }
@@ -449,6 +469,7 @@ async function startSession() {
       if (p.channel_id === S.current) renderMessages();
     },
     onPending: () => renderMessages(),
+    onRevoked,
   });
   S.live.connect();
   const first = [...S.channels.values()].find((c) => c.is_member);
@@ -886,7 +907,7 @@ document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "visible" && S.current) markRead(S.current);
 });
 
-if (loadTokens()) {
+if (signedIn()) {
   startSession().catch((err) => {
     renderAuth();
     report(err);

@@ -1,8 +1,13 @@
 // Live session: one WebSocket, resume by cursors, gap backfill, dedupe, reconnect,
 // and the outbox of pending sends (kept in localStorage, retried with one client_msg_id).
 // A simplified JavaScript mirror of realtimechat.sdk.live.
+//
+// Re-authentication: `ready` and `auth_ok` carry the token's `expires_at`; shortly before
+// it the session refreshes the token, and every new token goes to the open socket in an
+// `auth` frame. A socket closed 4401 `token_expired` reconnects with a fresh token; one
+// closed 4401 `session_revoked` (signed out elsewhere) ends the session.
 
-import { api, freshToken, refresh, ApiError } from "./api.js";
+import { api, freshToken, refresh, onToken, ApiError } from "./api.js";
 
 const BASE_MS = 500;
 const CAP_MS = 15000;
@@ -12,7 +17,8 @@ const PERMANENT = new Set([400, 403, 404, 409, 413, 422]);
 export class Live {
   /**
    * handlers: onState(state), onReady(frame), onEvent(ev), onTyping(frame),
-   * onError(frame), onSent(pending, message), onSendFailed(pending, error), onPending()
+   * onError(frame), onSent(pending, message), onSendFailed(pending, error), onPending(),
+   * onRevoked()
    */
   constructor(userId, handlers) {
     this.userId = userId;
@@ -49,6 +55,24 @@ export class Live {
     }, 2000);
     window.addEventListener("online", this.onOnline);
     window.addEventListener("offline", this.onOffline);
+    this.renewTimer = null;
+    this.offToken = onToken((token) => this.sendFrame({ type: "auth", token }));
+  }
+
+  /** Refresh the token a little before `expiresAt` (epoch s); the new one is sent as `auth`. */
+  renewBefore(expiresAt) {
+    clearTimeout(this.renewTimer);
+    if (!expiresAt || this.closed) return;
+    const left = expiresAt * 1000 - Date.now();
+    const delay = Math.max(1000, left - Math.min(60000, left / 2));
+    this.renewTimer = setTimeout(() => refresh().catch(() => {}), delay);
+  }
+
+  /** The login was signed out elsewhere: stop for good and tell the app once. */
+  revoked() {
+    if (this.closed) return;
+    this.close();
+    this.h.onRevoked();
   }
 
   // -- connection ----------------------------------------------------------------------------
@@ -117,7 +141,10 @@ export class Live {
       this.inFlight.clear(); // unanswered sends go again on the next connection or over REST
       this.state();
       if (this.closed) return;
-      if (ev.code === 4401) {
+      if (ev.code === 4401 && ev.reason === "session_revoked") {
+        this.revoked();
+      } else if (ev.code === 4401) {
+        // token_expired (not re-authenticated in time) or a refused token: a new one, again.
         refresh().then(() => this.reconnectSoon(0), () => this.reconnectSoon());
       } else if (ev.code === 1012) {
         this.reconnectSoon(this.goingAwayMs ?? undefined);
@@ -146,6 +173,8 @@ export class Live {
   close() {
     this.closed = true;
     clearTimeout(this.timer);
+    clearTimeout(this.renewTimer);
+    this.offToken();
     clearInterval(this.sendTimer);
     clearInterval(this.watchdog);
     window.removeEventListener("online", this.onOnline);
@@ -170,7 +199,11 @@ export class Live {
     switch (frame.type) {
       case "ready":
         this.heartbeatMs = frame.heartbeat_ms || 0;
+        this.renewBefore(frame.expires_at);
         this.onReady(frame);
+        break;
+      case "auth_ok":
+        this.renewBefore(frame.expires_at);
         break;
       case "event":
         delete frame.type;
@@ -216,13 +249,14 @@ export class Live {
   }
 
   onErrorFrame(frame) {
+    if (frame.code === "session_revoked") return this.revoked();
     if (frame.ref === "send" && frame.client_msg_id) {
       this.inFlight.delete(frame.client_msg_id);
       const retryable = ["rate_limited", "overloaded", "internal_error"].includes(frame.code);
       if (!retryable) {
         const p = this.pending().find((x) => x.client_msg_id === frame.client_msg_id);
         if (p) {
-          this.drop(p.client_msg_id);
+          this.unqueue(p.client_msg_id);
           this.h.onSendFailed(p, { title: frame.code, detail: frame.message });
         }
         return;
@@ -326,7 +360,7 @@ export class Live {
     localStorage.setItem(this.outKey, JSON.stringify(list));
   }
 
-  drop(cmid) {
+  unqueue(cmid) {
     this.savePending(this.pending().filter((p) => p.client_msg_id !== cmid));
     this.inFlight.delete(cmid);
   }
@@ -350,7 +384,7 @@ export class Live {
     if (!cmid) return;
     const p = this.pending().find((x) => x.client_msg_id === cmid);
     if (!p) return;
-    this.drop(cmid);
+    this.unqueue(cmid);
     if (!fromEvent || message) this.h.onSent(p, message);
   }
 
@@ -379,7 +413,7 @@ export class Live {
       this.sent(p.client_msg_id, res.body);
     } catch (err) {
       if (err instanceof ApiError && PERMANENT.has(err.status)) {
-        this.drop(p.client_msg_id);
+        this.unqueue(p.client_msg_id);
         this.h.onSendFailed(p, err);
       }
       // otherwise: the interval retries it with the same client_msg_id
