@@ -8,25 +8,30 @@ import asyncio
 import contextlib
 import json
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
-from playwright.async_api import Browser, BrowserContext, Page, WebSocketRoute, expect
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, WebSocket, expect
 
 from tests.browser.conftest import OPEN_PAGES, screenshot
-from tests.support import Api, ServerProcess
+from tests.support import Api, ServerProcess, new_user, running_server, unique
 
 
 async def logged_in(
-    browser: Browser, server: ServerProcess, user: Api
+    browser: Browser,
+    server: ServerProcess,
+    user: Api,
+    on_socket: Callable[[WebSocket], None] | None = None,
 ) -> tuple[BrowserContext, Page, str]:
     """A page logged in through the form; the access token the login answered."""
     context = await browser.new_context()
     page = await context.new_page()
     OPEN_PAGES.append(page)
+    if on_socket is not None:
+        page.on("websocket", on_socket)
     await page.goto(server.url)
     await page.get_by_test_id("login-email").fill(user.email)
     await page.get_by_test_id("login-password").fill("correct horse")
@@ -133,81 +138,59 @@ async def test_adding_a_member_by_email_that_is_invited_says_so(
     await page.get_by_test_id("new-team-name").fill("Acme")
     await page.get_by_test_id("new-team-submit").click()
     await expect(page.get_by_test_id("team-item").filter(has_text="Acme")).to_have_count(1)
-
-    async def invited(route: Any) -> None:
-        if route.request.method != "POST":
-            await route.continue_()
-            return
-        sent = json.loads(route.request.post_data or "{}")
-        await route.fulfill(
-            status=202,
-            content_type="application/json",
-            body=json.dumps({"invited": True, "email": sent["email"]}),
-        )
-
-    # The server answers 202 for an invitation (whether or not the address has an account).
-    await page.route("**/api/v1/teams/*/members", invited)
+    # The server answers 202 for an invitation, whether or not the address has an account.
     await page.get_by_text("Team actions").click()
-    await page.get_by_test_id("add-member-email").fill("newcomer@example.com")
-    await page.get_by_test_id("add-member-submit").click()
-    await expect(page.get_by_test_id("notice")).to_contain_text(
-        "Invitation sent to newcomer@example.com"
-    )
+    await page.get_by_test_id("add-member-email").fill(f"{unique('newcomer')}@example.com")
+    async with page.expect_response(lambda r: r.url.endswith("/members")) as answer:
+        await page.get_by_test_id("add-member-submit").click()
+    assert (await answer.value).status == 202
+    await expect(page.get_by_test_id("notice")).to_contain_text("Invitation sent to newcomer")
     assert await page.get_by_test_id("error-banner").count() == 0
     await context.close()
 
 
-async def test_the_socket_reauthenticates_after_a_refresh_and_a_revoked_session_signs_out(
-    browser: Browser, server: ServerProcess, alice: Api
-) -> None:
-    """The gateway's side is mocked: frames as the protocol defines them."""
-    auths: asyncio.Queue[str] = asyncio.Queue()
-    sockets: list[WebSocketRoute] = []
+@pytest.fixture(scope="module")
+async def short_tokens(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServerProcess]:
+    """A node whose access tokens live 4 s, so the page renews one within the test."""
+    async with running_server(
+        tmp_path_factory.mktemp("short-tokens"), RTC_AUTH__ACCESS_TTL_S="4"
+    ) as server:
+        yield server
 
-    def gateway(ws: WebSocketRoute) -> None:
+
+async def test_the_socket_reauthenticates_after_a_refresh_and_a_revoked_session_signs_out(
+    browser: Browser, short_tokens: ServerProcess
+) -> None:
+    server = short_tokens
+    alice = await new_user(server, "alice")
+    auths: asyncio.Queue[str] = asyncio.Queue()
+    sockets: list[WebSocket] = []
+
+    def watch(ws: WebSocket) -> None:
         sockets.append(ws)
 
-        def on_message(raw: str | bytes) -> None:
-            frame = json.loads(raw)
-            if frame["type"] != "auth":
-                return
-            auths.put_nowait(frame["token"])
-            expires_at = int(time.time()) + 3  # due for renewal at once
-            if auths.qsize() == 1:
-                ws.send(
-                    json.dumps(
-                        {"type": "ready", "session_id": "s", "user_id": alice.user_id,
-                         "channels": [], "heartbeat_ms": 20000, "expires_at": expires_at}
-                    )
-                )  # fmt: skip
-            else:
-                ws.send(json.dumps({"type": "auth_ok", "expires_at": expires_at + 900}))
+        def on_sent(payload: str | bytes) -> None:
+            frame = json.loads(payload)
+            if frame.get("type") == "auth":
+                auths.put_nowait(frame["token"])
 
-        ws.on_message(on_message)
+        ws.on("framesent", on_sent)
 
-    context = await browser.new_context()
-    page = await context.new_page()
-    OPEN_PAGES.append(page)
-    await page.route_web_socket("**/api/v1/ws", gateway)
-    await page.goto(server.url)
-    await page.get_by_test_id("login-email").fill(alice.email)
-    await page.get_by_test_id("login-password").fill("correct horse")
-    await page.get_by_test_id("login-submit").click()
+    context, page, _ = await logged_in(browser, server, alice, on_socket=watch)
     await expect(page.get_by_test_id("connection-state")).to_have_text("connected")
-
     first = await asyncio.wait_for(auths.get(), 10)
-    renewed = await asyncio.wait_for(auths.get(), 10)  # sent on the open socket
+    renewed = await asyncio.wait_for(auths.get(), 10)  # before the 4 s are up, same socket
     assert renewed != first
     assert len(sockets) == 1
     async with httpx.AsyncClient(base_url=server.url) as http:
         me = await http.get("/api/v1/users/me", headers={"Authorization": f"Bearer {renewed}"})
         assert me.status_code == 200
-
-    sockets[0].send(
-        json.dumps({"type": "error", "code": "session_revoked", "message": "signed out"})
-    )
-    await sockets[0].close(code=4401, reason="session_revoked")
+        # Sign this browser's login out from elsewhere (as another device would).
+        [cookie] = [c for c in await context.cookies() if c["name"] == "rtc_refresh"]
+        out = await http.post("/api/v1/auth/logout", json={"refresh_token": cookie["value"]})
+        assert out.status_code == 204
     await expect(page.get_by_test_id("login-form")).to_be_visible()
     await expect(page.get_by_test_id("error-banner")).to_contain_text("another device")
     assert len(sockets) == 1  # no reconnect after a revoked session
     await context.close()
+    await alice.aclose()
