@@ -125,8 +125,8 @@ def serve(settings: Settings) -> None:
         ws_max_size=settings.limits.max_request_bytes,
         # uvicorn believes X-Forwarded-For from loopback by default, so anyone on the
         # machine could pick their address (and rate budget): only from named proxies.
-        proxy_headers=bool(settings.proxies()),
-        forwarded_allow_ips=settings.proxies() or [],
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies,
         # Chat frames are small: compressing each one for each listener costs more
         # CPU than the bytes it saves on the wire.
         ws_per_message_deflate=False,

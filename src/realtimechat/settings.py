@@ -210,7 +210,7 @@ class Settings(BaseSettings):
     drain_s: float = 30.0
     # Peers (addresses or CIDR networks, comma-separated) whose X-Forwarded-For and
     # X-Forwarded-Proto are believed; empty, the client address is the TCP peer's.
-    trusted_proxies: str = ""
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # `serve` also runs the worker's jobs (outbox relay, housekeeping). Several are
     # safe; a cluster may leave them to `realtimechat worker` processes instead.
     run_worker: bool = True
@@ -243,9 +243,9 @@ class Settings(BaseSettings):
     # 127.0.0.1, [::1] and RTC_HOST (unless a wildcard) are always allowed.
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("allowed_hosts", mode="before")
+    @field_validator("allowed_hosts", "trusted_proxies", mode="before")
     @classmethod
-    def _split_hosts(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [h.strip() for h in value.split(",") if h.strip()]
         return value
@@ -256,10 +256,6 @@ class Settings(BaseSettings):
         if self.host not in ("", "0.0.0.0", "::"):
             names.add(f"[{self.host}]" if ":" in self.host else self.host.lower())
         return frozenset(names)
-
-    def proxies(self) -> list[str]:
-        """The trusted proxies' addresses and networks, from RTC_TRUSTED_PROXIES."""
-        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
 
     def files_dir(self) -> Path:
         """Where local-disk files live: RTC_FILES__LOCAL_DIR, else data_dir/files."""

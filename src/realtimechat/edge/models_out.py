@@ -44,7 +44,9 @@ class User(Out):
 
 class TokenPair(Out):
     access_token: str
-    refresh_token: str
+    refresh_token: str | None = Field(
+        default=None, description="absent in cookie mode (X-RTC-Session: cookie)"
+    )
     token_type: Literal["bearer"]
     expires_in: int = Field(description="seconds until the access token expires")
 

@@ -42,7 +42,7 @@ SECURITY_SCHEMES: dict[str, dict[str, str]] = {
 ERRORS: dict[int, str] = {
     400: "The body is not valid JSON (malformed_json)",
     401: "No valid credentials: missing, invalid, expired or revoked token (unauthorized, ...)",
-    403: "Not allowed: e.g. not a member of the channel, or not its admin",
+    403: "Not allowed: e.g. not the channel's admin, or a cookie call without X-RTC-CSRF",
     404: "No such resource, or not visible to the caller (the same answer either way)",
     409: "Conflicts with the current state (email_taken, quota_exceeded, upload_incomplete, ...)",
     410: "The message was deleted (message_deleted)",
@@ -116,8 +116,8 @@ _API = "/api/v1"
 _V1: dict[tuple[str, str], Doc] = {
     ("POST", "/auth/register"): _doc(409, s201=Answer(out.User, "The new account")),
     ("POST", "/auth/login"): _doc(401, s200=Answer(out.TokenPair, "Access and refresh tokens")),
-    ("POST", "/auth/refresh"): _doc(401, s200=Answer(out.TokenPair, "A new token pair")),
-    ("POST", "/auth/logout"): _doc(s204=Answer(None, "The login is signed out")),
+    ("POST", "/auth/refresh"): _doc(401, 403, s200=Answer(out.TokenPair, "A new token pair")),
+    ("POST", "/auth/logout"): _doc(403, s204=Answer(None, "The login is signed out")),
     ("GET", "/users/me"): _doc(404, s200=Answer(out.User, "The caller's account")),
     ("POST", "/teams"): _doc(s201=Answer(out.Team, "The new team; the caller owns it")),
     ("GET", "/teams"): _doc(s200=Answer(out.TeamList, "The caller's teams")),

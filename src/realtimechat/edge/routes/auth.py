@@ -33,6 +33,30 @@ SESSION_HEADER = "x-rtc-session"
 CSRF_HEADER = "x-rtc-csrf"
 
 
+# Documented for /openapi.json; the handlers read them from the request themselves.
+_SESSION_DOC = {
+    "name": "X-RTC-Session",
+    "in": "header",
+    "required": False,
+    "description": "`cookie`: set the refresh token as an HttpOnly cookie, not in the JSON",
+    "schema": {"type": "string", "enum": ["cookie"]},
+}
+_CSRF_DOC = {
+    "name": "X-RTC-CSRF",
+    "in": "header",
+    "required": False,
+    "description": "`1`: required when the refresh token comes from the session cookie",
+    "schema": {"type": "string", "enum": ["1"]},
+}
+_COOKIE_DOC = {
+    "name": COOKIE,
+    "in": "cookie",
+    "required": False,
+    "description": "the refresh token in cookie mode (used when the body is absent)",
+    "schema": {"type": "string"},
+}
+
+
 def _cookie_mode(request: Request) -> bool:
     return request.headers.get(SESSION_HEADER, "").strip().lower() == "cookie"
 
@@ -98,14 +122,18 @@ async def register(body: RegisterIn, deps: AppDeps) -> Response:
     return json(user.to_json(), 201)
 
 
-@router.post("/auth/login", dependencies=limited)
+@router.post("/auth/login", dependencies=limited, openapi_extra={"parameters": [_SESSION_DOC]})
 async def login(body: LoginIn, request: Request, deps: AppDeps) -> Response:
     """A token pair; with `X-RTC-Session: cookie` the refresh token is set as a cookie."""
     pair = await deps.auth.login(body.email, body.password)
     return _tokens(pair, cookie=_cookie_mode(request), max_age_s=deps.settings.auth.refresh_ttl_s)
 
 
-@router.post("/auth/refresh", dependencies=limited)
+@router.post(
+    "/auth/refresh",
+    dependencies=limited,
+    openapi_extra={"parameters": [_SESSION_DOC, _CSRF_DOC, _COOKIE_DOC]},
+)
 async def refresh(request: Request, deps: AppDeps, body: RefreshIn | None = None) -> Response:
     """Rotate the refresh token given in the body, or (cookie mode) in the session cookie."""
     token, from_cookie = _presented(request, body, deps)
@@ -124,7 +152,12 @@ async def refresh(request: Request, deps: AppDeps, body: RefreshIn | None = None
     return _tokens(pair, cookie=cookie, max_age_s=deps.settings.auth.refresh_ttl_s)
 
 
-@router.post("/auth/logout", status_code=204, dependencies=limited)
+@router.post(
+    "/auth/logout",
+    status_code=204,
+    dependencies=limited,
+    openapi_extra={"parameters": [_CSRF_DOC, _COOKIE_DOC]},
+)
 async def logout(request: Request, deps: AppDeps, body: RefreshIn | None = None) -> Response:
     """Sign out the login of the refresh token (body or cookie); the cookie is cleared."""
     token, from_cookie = _presented(request, body, deps)
