@@ -5,8 +5,13 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA_DIR ?= ./data
+# Debian's postgresql-15 keeps initdb and pg_ctl here, off PATH; the tests look them up on PATH.
+PG_BIN := /usr/lib/postgresql/15/bin
+ifneq ($(wildcard $(PG_BIN)/initdb),)
+export PATH := $(PATH):$(PG_BIN)
+endif
 
-.PHONY: run run-cluster test lint typecheck bootstrap migrate chaos
+.PHONY: run run-cluster test lint typecheck bootstrap migrate chaos system-deps
 
 bootstrap:
 	@command -v $(UV) >/dev/null 2>&1 || { python3 -m venv .tools && .tools/bin/pip install --quiet uv; }
@@ -29,7 +34,11 @@ lint: bootstrap
 typecheck: bootstrap
 	$(UV) run --locked mypy
 
-test: lint typecheck
+# chromium, redis-server, promtool and PostgreSQL 15: installed when missing and root, else named.
+system-deps:
+	@scripts/system_deps.sh
+
+test: system-deps lint typecheck
 	$(UV) run --locked pytest
 
 # The chaos suite at full size (CI runs it smaller inside `make test`): two nodes, a worker,

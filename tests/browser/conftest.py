@@ -27,7 +27,7 @@ CHROMIUM_ARGS = [
 async def browser() -> AsyncIterator[Browser]:
     executable = shutil.which("chromium")
     if executable is None:
-        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium package)")
+        pytest.skip("chromium is not installed (make test installs Debian's chromium package)")
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield browser

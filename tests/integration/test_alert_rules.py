@@ -44,7 +44,7 @@ SEVERITIES = {"page", "ticket"}
 def _promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.skip("promtool is not installed (.ci/run installs Debian's prometheus package)")
+        pytest.skip("promtool is not installed (make test installs Debian's prometheus package)")
     return path
 
 
