@@ -75,7 +75,7 @@ class RedisServer:
 async def redis_server(*, appendonly: bool = False) -> AsyncIterator[RedisServer]:
     """Start a fresh redis-server; skip (a failure under CI) when the binary is missing."""
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (.ci/run installs Debian's redis-server)")
+        pytest.skip("redis-server is not installed (make test installs Debian's redis-server)")
     root = Path(tempfile.mkdtemp(prefix="rtc-redis-"))
     server = RedisServer(root, free_port(), appendonly)
     await asyncio.to_thread(server.start)

@@ -1,7 +1,7 @@
 """The Prometheus rules, their unit tests and the Grafana dashboard agree with the code.
 
 `promtool check rules` and `promtool test rules` run for real (Debian's `prometheus`
-package; .ci/run installs it). Every metric name in a rule or dashboard expression must
+package; make test installs it). Every metric name in a rule or dashboard expression must
 be one this process exposes, every alert must name a runbook that exists, and every
 dashboard panel must use the `${datasource}` variable.
 """
