@@ -25,6 +25,7 @@ from realtimechat.storage.database import Database
 from realtimechat.storage.migrate import upgrade
 from tests.postgres import postgres_server
 from tests.redis_server import RedisServer, redis_server
+from tests.support import ManualClock
 
 FAST = RedisSettings(timeout_s=0.5, block_ms=100, retry_s=0.05)
 _channels = itertools.count()
@@ -144,13 +145,20 @@ async def test_a_relay_that_dies_after_claiming_leaves_the_rows_to_another_once_
     async def dies(events: object) -> None:
         raise ConnectionError("killed between claim and publish")
 
-    doomed = OutboxRelay(db=pg_db, publish=dies, delay_ms=0, claim_ms=2000)
+    clock = ManualClock()
+    base = now_ms() + 1 - round(clock() * 1000)  # starts just after the rows were written
+
+    def ms() -> int:
+        return base + round(clock() * 1000)
+
+    doomed = OutboxRelay(db=pg_db, publish=dies, delay_ms=0, claim_ms=2000, clock=ms)
     with pytest.raises(ConnectionError):
         await doomed.run_once()
-    survivor = OutboxRelay(db=pg_db, publish=publisher.publish_confirmed, delay_ms=0)
+    survivor = OutboxRelay(db=pg_db, publish=publisher.publish_confirmed, delay_ms=0, clock=ms)
     assert await survivor.run_once() == 0  # claimed by the dead relay for now
-    async with asyncio.timeout(10):
-        while await survivor.run_once() == 0:  # noqa: ASYNC110 -- a claim lapses by the clock
-            await asyncio.sleep(0.05)
+    clock.advance(1.9)
+    assert await survivor.run_once() == 0  # still claimed just before the claim lapses
+    clock.advance(0.2)
+    assert await survivor.run_once() == 10
     assert await listener.wait_for(10, channel_id) == list(range(1, 11))
     assert await waiting(pg_db) == 0

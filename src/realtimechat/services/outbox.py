@@ -85,6 +85,7 @@ class OutboxRelay:
         claim_ms: int = 10_000,
         batch: int = 500,
         interval_s: float = 0.5,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         self._db = db
         self._publish = publish
@@ -92,11 +93,12 @@ class OutboxRelay:
         self._claim_ms = claim_ms
         self._batch = batch
         self._interval_s = interval_s
+        self._clock = clock  # claims lapse by this clock; tests drive it
         self.relayed = 0
 
     async def run_once(self) -> int:
         """Claim, publish and delete one batch of due rows; how many were published."""
-        now = now_ms()
+        now = self._clock()
         events = await self._db.write(
             lambda c: repo.claim_outbox(
                 c,
