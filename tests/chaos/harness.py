@@ -46,6 +46,7 @@ from tests.chaos.balancer import Backend, Balancer
 from tests.postgres import PostgresServer
 from tests.redis_server import RedisServer
 from tests.support import ServerProcess, WorkerProcess, unique
+from tests.support import eventually as support_eventually
 
 Event = dict[str, Any]
 
@@ -85,13 +86,9 @@ OPTIONS = ClientOptions(
 async def eventually(
     check: Callable[[], Awaitable[bool]], timeout: float = 20, what: str = "a condition"
 ) -> float:
-    """Poll another process's state (no event announces it) until it holds; seconds taken."""
+    """`tests.support.eventually`, timed: the seconds it took (the chaos table reports them)."""
     started = time.monotonic()
-    deadline = started + timeout
-    while not await check():  # another process's state, polled with a deadline
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
+    await support_eventually(check, timeout, what)
     return time.monotonic() - started
 
 

@@ -20,6 +20,7 @@ from realtimechat.domain.errors import Unavailable
 from realtimechat.domain.models import Event
 from realtimechat.settings import RedisSettings
 from tests.redis_server import RedisServer, redis_server
+from tests.support import eventually
 
 WAIT_S = 5.0
 
@@ -73,13 +74,6 @@ class Recorder:
 
     async def wait_for_counts(self, events: int, signals: int = 0) -> None:
         await self.wait_for(lambda: len(self.events) >= events and len(self.signals) >= signals)
-
-
-async def eventually(cond: Callable[[], bool], timeout: float = WAIT_S) -> None:
-    """Poll state that no callback announces (health, counters) until it holds or time is up."""
-    async with asyncio.timeout(timeout):
-        while not cond():  # noqa: ASYNC110 - nothing signals these changes
-            await asyncio.sleep(0.01)
 
 
 @contextlib.asynccontextmanager
@@ -158,7 +152,7 @@ async def test_a_redis_node_gets_the_others_events_and_not_its_own_twice(
 
         assert rec_a.events == [*events, marker]
         assert rec_b.events == [*events, marker]
-        await eventually(lambda: (a.published, b.published) == (3, 1))
+        await eventually(lambda: (a.published, b.published) == (3, 1), WAIT_S, interval=0.01)
         assert (a.received, b.received, a.dropped, b.dropped) == (1, 3, 0, 0)
 
 
@@ -174,7 +168,9 @@ async def test_redis_outage_degrades_and_heals_without_restarting_the_bus(
 
         await a.ping()  # the /readyz round trip
         await asyncio.to_thread(redis.kill)
-        await eventually(lambda: a.health()[0] == b.health()[0] == "degraded")
+        await eventually(
+            lambda: a.health()[0] == b.health()[0] == "degraded", WAIT_S, interval=0.01
+        )
         assert a.health()[1]
         with pytest.raises(RedisConnectionError):
             await a.ping()
@@ -188,7 +184,11 @@ async def test_redis_outage_degrades_and_heals_without_restarting_the_bus(
             assert c.health()[0] == "degraded"
 
             await asyncio.to_thread(redis.start)  # same port, empty: no persistence
-            await eventually(lambda: a.health() == b.health() == c.health() == ("ok", None))
+            await eventually(
+                lambda: a.health() == b.health() == c.health() == ("ok", None),
+                WAIT_S,
+                interval=0.01,
+            )
             after = make_events("c1", 5, 1)
             a.publish(after)
             await rec_b.wait_for_event(after[0])
@@ -210,16 +210,20 @@ async def test_publish_queue_stays_bounded_and_counts_drops_while_redis_is_down(
         assert (a.queued, a.dropped) == (5, 95)
         assert rec_a.events == first  # local delivery is not limited by the queue
         # The publisher takes the queued batch and keeps it for retrying, but no more.
-        await eventually(lambda: a.queued == 0 and a.health()[0] == "degraded")
+        await eventually(
+            lambda: a.queued == 0 and a.health()[0] == "degraded", WAIT_S, interval=0.01
+        )
         second = make_events("c1", 101, 100)
         a.publish(second)
         assert (a.queued, a.dropped) == (5, 190)
 
         await asyncio.to_thread(redis.start)
-        await eventually(lambda: a.health() == ("ok", None))
+        await eventually(lambda: a.health() == ("ok", None), WAIT_S, interval=0.01)
         marker = await barrier([b, a], [rec_b], 1)
         assert rec_b.events == [*first[:5], *second[:5], marker]
-        await eventually(lambda: a.published == 11)  # the ten it kept and the marker
+        await eventually(
+            lambda: a.published == 11, WAIT_S, interval=0.01
+        )  # the ten it kept and the marker
 
 
 async def test_reader_rereads_a_stream_that_went_back_in_time(redis: RedisServer) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import pytest
 
 from tests.fake_providers import FakeFcm, FakeSendGrid
 from tests.integration.rest_support import assert_problem
-from tests.support import OPERATOR, Api, ServerProcess, new_user, running_server, unique
+from tests.support import OPERATOR, Api, ServerProcess, eventually, new_user, running_server, unique
 
 ADMIN = "admin-secret-for-tests"
 # Short delays so a test sees retries, e-mails and breakers within seconds.
@@ -69,18 +69,6 @@ async def providers_ok(
     yield
     fcm.behave("ok")
     sendgrid.behave("ok")
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15.0) -> Any:
-    """Poll an observable state (an API answer) until it holds; its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still not true after {timeout} s: {value!r}")
-        await asyncio.sleep(0.05)
 
 
 async def readyz(server: ServerProcess, api: Api) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,15 @@ import pytest
 from tests.integration.ws_support import before_pong, events, token
 from tests.postgres import PostgresServer, postgres_server
 from tests.redis_server import RedisServer, redis_server
-from tests.support import Api, ServerProcess, WsClient, new_user, running_server, team_channel
+from tests.support import (
+    Api,
+    ServerProcess,
+    WsClient,
+    eventually,
+    new_user,
+    running_server,
+    team_channel,
+)
 
 LIMITS = {
     "RTC_LIMITS__USER_REQUESTS_PER_MINUTE": "100000",
@@ -63,13 +71,6 @@ async def on(node: ServerProcess, api: Api) -> Api:
     other = Api(node, token(api))
     other.user_id, other.email = api.user_id, api.email
     return other
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15) -> None:
-    """Poll state that no event announces (health, a table) until it holds."""
-    async with asyncio.timeout(timeout):
-        while not await check():  # noqa: ASYNC110 -- another process's state
-            await asyncio.sleep(0.05)
 
 
 async def bus_status(node: ServerProcess, api: Api) -> str:

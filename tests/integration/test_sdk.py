@@ -15,7 +15,7 @@ import random
 import signal
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from realtimechat.client import (
     MemoryCursorStore,
 )
 from tests.chaos_proxy import ChaosProxy
-from tests.support import ServerProcess, WsClient, new_user, running_server, unique
+from tests.support import ServerProcess, WsClient, eventually, new_user, running_server, unique
 
 PASSWORD = "correct horse"
 Event = dict[str, Any]
@@ -109,15 +109,6 @@ async def take_until(
             out.append(ev)
             if ev["channel_id"] == channel_id and ev["seq"] >= seq:
                 return out
-
-
-async def until(cond: Callable[[], bool], timeout: float = 10, what: str = "condition") -> None:
-    """Wait (polling the event loop, not the clock) until `cond()` holds."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def seqs(events: list[Event], channel_id: str) -> list[int]:
@@ -427,7 +418,9 @@ async def test_live_session_delivers_and_resumes_after_a_drop(
             # The server looks down: the connection breaks, new ones are refused.
             proxy.accepting = False
             proxy.drop_all()
-            await until(lambda: not live.connected, what="the drop to be noticed")
+            await eventually(
+                lambda: not live.connected, 10, "the drop to be noticed", interval=0.01
+            )
             for i in range(5):
                 await bob.client.send_message(channel, f"b{i}")
             proxy.accepting = True
@@ -457,7 +450,9 @@ async def test_resync_pages_the_events_past_the_replay_limit(
                 start = live.cursors()[channel]
                 proxy.accepting = False
                 proxy.drop_all()
-                await until(lambda: not live.connected, what="the drop to be noticed")
+                await eventually(
+                    lambda: not live.connected, 10, "the drop to be noticed", interval=0.01
+                )
                 for i in range(12):  # more than the replay limit (5)
                     await bob.client.send_message(channel, f"r{i}")
                 proxy.accepting = True
@@ -749,9 +744,9 @@ async def test_going_away_is_honoured_across_a_restart(tmp_path: Path) -> None:
                     await asyncio.sleep(0.01)  # a steady trickle across the restart
 
             sending = asyncio.create_task(send_all())
-            await until(lambda: len(sent) >= 10, what="the first sends")
+            await eventually(lambda: len(sent) >= 10, 10, "the first sends", interval=0.01)
             assert await first.signal(signal.SIGTERM) == 0
-            await until(lambda: live.stats.going_away == 1, what="going_away")
+            await eventually(lambda: live.stats.going_away == 1, 10, "going_away", interval=0.01)
             second = ServerProcess(tmp_path, env, port=first.port)
             await second.start()
             async with asyncio.timeout(30):
@@ -854,7 +849,9 @@ async def test_chaos_three_clients_each_event_exactly_once_in_order(
                     got[ev["channel_id"]] = max(got[ev["channel_id"]], ev["seq"])
                 return all(got[ch] >= ends[ch] for ch in channels_of[i])
 
-            await until(lambda: all(caught_up(i) for i in range(3)), 30, "every client")
+            await eventually(
+                lambda: all(caught_up(i) for i in range(3)), 30, "every client", interval=0.01
+            )
         finally:
             chaos.cancel()
             for s in sessions:

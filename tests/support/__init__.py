@@ -20,6 +20,8 @@ import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from tests.support.eventually import eventually as eventually  # re-exported
+
 FAST_HASH = {"RTC_AUTH__HASH_TIME_COST": "1", "RTC_AUTH__HASH_MEMORY_KIB": "1024"}
 # Every server a test starts serves /metrics and the details of /readyz to this token.
 METRICS_TOKEN = "metrics-token-of-the-tests"
