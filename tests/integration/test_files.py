@@ -19,7 +19,7 @@ from realtimechat.blobs.s3 import S3Store
 from realtimechat.settings import FileSettings
 from tests.integration.rest_support import assert_problem
 from tests.moto_server import MotoServer, s3_server
-from tests.support import Api, ServerProcess, new_user, running_server
+from tests.support import Api, ServerProcess, eventually, new_user, running_server
 
 QUOTA = 1_000_000
 URL_TTL_S = 5
@@ -246,10 +246,12 @@ async def test_an_abandoned_upload_is_reconciled_and_its_quota_given_back(
     alice, _, _, team_id = team
     await alice.ok("POST", "/api/v1/files", 201, json=declare(team_id, b"a" * 5000))
     assert await used(alice, team_id) == 5000
-    deadline = time.monotonic() + max(PENDING_TIMEOUT_S, URL_TTL_S) + 15
-    while await used(alice, team_id) != 0:
-        assert time.monotonic() < deadline, "the abandoned upload was never reconciled"
-        await asyncio.sleep(0.2)
+
+    async def reconciled() -> bool:
+        return await used(alice, team_id) == 0
+
+    timeout = max(PENDING_TIMEOUT_S, URL_TTL_S) + 15
+    await eventually(reconciled, timeout, "the abandoned upload to be reconciled", interval=0.2)
 
 
 async def test_uploads_can_be_switched_off_at_runtime(team: tuple[Api, Api, Api, str]) -> None:
@@ -454,11 +456,12 @@ async def test_a_cancelled_uploads_url_refuses_bytes_at_once(
     assert stored_bytes(node, team_id) == 0
     assert await used(alice, team_id) == 0
     if s3 is not None:
-        deadline = time.monotonic() + 15
+
+        async def objects_gone() -> bool:
+            return not [k for k in keys if await s3.stat(k) is not None]
+
         try:
-            while [k for k in keys if await s3.stat(k) is not None]:
-                assert time.monotonic() < deadline, "reconciliation left the objects"
-                await asyncio.sleep(0.2)
+            await eventually(objects_gone, 15, "reconciliation to remove the objects", interval=0.2)
             # And a cancel removes what was uploaded before it, at once.
             created = await alice.ok("POST", "/api/v1/files", 201, json=declare(team_id, data))
             assert (await put(created["upload"], data)).status_code == 200
