@@ -28,8 +28,8 @@ run-cluster: bootstrap
 	@DATA_DIR=$(DATA_DIR) $(UV) run --locked python scripts/run_cluster.py
 
 lint: bootstrap
-	$(UV) run --locked ruff check src tests scripts
-	$(UV) run --locked ruff format --check src tests scripts
+	$(UV) run --locked ruff check src tests scripts clients
+	$(UV) run --locked ruff format --check src tests scripts clients
 
 typecheck: bootstrap
 	$(UV) run --locked mypy

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from realtimechat import protocol
 from realtimechat.domain.errors import PreconditionFailed, PreconditionRequired
 from realtimechat.domain.models import Event
+from realtimechat.edge import frames
 from realtimechat.edge.gateway import parse_cursor
 from realtimechat.edge.routes.messages import parse_if_match
 from realtimechat.ids import iso
@@ -24,7 +24,7 @@ json_values = st.recursive(
 @given(data=st.dictionaries(st.text(), json_values, max_size=5), seq=st.integers(1, 2**40))
 def test_spliced_event_frame_is_the_json_of_its_parts(data: dict[str, object], seq: int) -> None:
     ev = Event("c1", seq, "message.created", orjson.dumps(data), 1_700_000_000_123)
-    frame = orjson.loads(protocol.event_frame(ev))
+    frame = orjson.loads(frames.event_frame(ev))
     assert frame == {
         "type": "event",
         "channel_id": "c1",
@@ -33,7 +33,7 @@ def test_spliced_event_frame_is_the_json_of_its_parts(data: dict[str, object], s
         "created_at": "2023-11-14T22:13:20.123Z",
         "data": data,
     }
-    page = orjson.loads(protocol.events_page([ev, ev], True))
+    page = orjson.loads(frames.events_page([ev, ev], True))
     assert page["has_more"] is True
     assert page["events"][0] == {k: v for k, v in frame.items() if k != "type"}
 

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 import orjson
 from starlette.websockets import WebSocket
 
-from realtimechat import protocol
 from realtimechat.domain.models import Event
+from realtimechat.edge import frames
 from realtimechat.ids import now_ms
 from realtimechat.observability import metrics
 from realtimechat.services.auth import Principal
+from realtimechat_client import protocol
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class Connection:
     def start(self, first: dict[str, object] | None = None) -> None:
         """Start sending: `first` (the ready frame) before anything already queued."""
         self._sender = asyncio.create_task(
-            self._send_loop(None if first is None else protocol.dumps(first)),
+            self._send_loop(None if first is None else frames.dumps(first)),
             name=f"ws-send-{self.session_id}",
         )
 
@@ -188,7 +189,7 @@ class Connection:
         self.abort(protocol.CLOSE_TRY_AGAIN, "send queue full; resume from your cursors")
 
     def send_frame(self, frame: dict[str, object]) -> None:
-        self.offer(SendFrame(protocol.dumps(frame)))
+        self.offer(SendFrame(frames.dumps(frame)))
 
     def close_after_queue(self, code: int, reason: str = "") -> None:
         """Send what is queued, then close; closes at once if the queue is full."""
@@ -219,7 +220,7 @@ class Connection:
         with contextlib.suppress(asyncio.QueueEmpty):
             while True:
                 self._queue.get_nowait()
-        last = SendFrame(protocol.dumps(frame))
+        last = SendFrame(frames.dumps(frame))
         self.queued_bytes = _size(last)
         try:
             self._queue.put_nowait(last)
@@ -337,7 +338,7 @@ class Connection:
                 if membership and ev.type == "member.joined":
                     away = False
                 if not away:
-                    await self.ws.send_text(protocol.event_frame(ev))
+                    await self.ws.send_text(frames.event_frame(ev))
                     _DELIVERED.inc()
                     _EVENT_FRAMES_OUT.inc()
                 self.last_sent[channel_id] = ev.seq
@@ -352,6 +353,6 @@ class Connection:
         return bool(orjson.loads(ev.data).get("user_id") == self.user_id)
 
     async def _resync(self, channel_id: str, seq: int) -> None:
-        await self.ws.send_text(protocol.dumps({"type": "resync", "channel_id": channel_id}))
+        await self.ws.send_text(frames.dumps({"type": "resync", "channel_id": channel_id}))
         if channel_id in self.last_sent:
             self.last_sent[channel_id] = max(self.last_sent[channel_id], seq)

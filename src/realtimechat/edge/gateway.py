@@ -15,7 +15,6 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from realtimechat import protocol
 from realtimechat.bootstrap import Deps
 from realtimechat.bus.base import Ephemeral
 from realtimechat.domain.errors import (
@@ -26,6 +25,7 @@ from realtimechat.domain.errors import (
     Unavailable,
 )
 from realtimechat.domain.models import Channel
+from realtimechat.edge import frames
 from realtimechat.edge.connection import Connection, Resync, Rewind
 from realtimechat.edge.hub import Hub, end_expired
 from realtimechat.ids import new_id
@@ -33,6 +33,7 @@ from realtimechat.observability import metrics
 from realtimechat.observability.logging import bind
 from realtimechat.observability.tracing import tracer
 from realtimechat.services.auth import Principal
+from realtimechat_client import protocol
 
 _FRAME_TYPES = frozenset({"send", "resume", "ping", "typing", "ack", "auth"})
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class Gateway:
         await ws.accept()
         if self.draining:
             await ws.send_text(
-                protocol.dumps(
+                frames.dumps(
                     {"type": "going_away", "reconnect_after_ms": self._ws.reconnect_after_ms}
                 )
             )
@@ -202,7 +203,7 @@ class Gateway:
     async def _refuse(self, ws: WebSocket, code: str, message: str, close_code: int) -> None:
         """An error frame, then close with `close_code` and the error's code as the reason."""
         with contextlib.suppress(Exception):
-            await ws.send_text(protocol.dumps({"type": "error", "code": code, "message": message}))
+            await ws.send_text(frames.dumps({"type": "error", "code": code, "message": message}))
             await ws.close(close_code, code)
 
     async def _receive_loop(

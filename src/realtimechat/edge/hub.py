@@ -8,9 +8,9 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Collection
 
-from realtimechat import protocol
 from realtimechat.bus.base import Ephemeral
 from realtimechat.domain.models import Event
+from realtimechat.edge import frames
 from realtimechat.edge.connection import (
     CatchUp,
     Connection,
@@ -21,6 +21,7 @@ from realtimechat.edge.connection import (
 )
 from realtimechat.observability import metrics
 from realtimechat.services.auth import Principal
+from realtimechat_client import protocol
 
 # Far longer than any database read between a subscriber's ready and its subscription.
 PUBLISHED_SEQ_RETAIN_S = 300.0
@@ -210,7 +211,7 @@ class Hub:
         ch = ev.channel_id
         if ev.seq > self._dispatched.get(ch, 0):
             self._dispatched[ch] = ev.seq
-        text = protocol.event_frame(ev)
+        text = frames.event_frame(ev)
         # The joining users' connections get the join marked, routed or not: a replay
         # may have ended a still-routed subscription, and the sender decides in
         # queue order.
@@ -273,7 +274,7 @@ class Hub:
         if not listeners:
             return
         item = SendFrame(
-            protocol.dumps({"type": sig.type, "channel_id": sig.channel_id, "user_id": sig.user_id})
+            frames.dumps({"type": sig.type, "channel_id": sig.channel_id, "user_id": sig.user_id})
         )
         for conn in list(listeners):
             # A replay may have ended the subscription of a still-routed connection.
@@ -281,7 +282,7 @@ class Hub:
                 conn.offer(item)
 
     async def _heartbeat(self) -> None:
-        frame = SendFrame(protocol.dumps({"type": "heartbeat"}))
+        frame = SendFrame(frames.dumps({"type": "heartbeat"}))
         while True:
             await asyncio.sleep(self._heartbeat_ms / 1000)
             for conn in self.connections:

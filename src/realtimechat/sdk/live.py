@@ -61,13 +61,13 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from realtimechat.protocol import (
-    CLOSE_TRY_AGAIN,
-    CLOSE_UNAUTHORIZED,
-)
 from realtimechat.sdk.client import ChatAPIError, StartFrom, _jwt_times, new_client_msg_id
 from realtimechat.sdk.cursors import CursorStore, MemoryCursorStore
 from realtimechat.sdk.ordering import BufferOverflow, ChannelBuffer
+from realtimechat_client.protocol import (
+    CLOSE_TRY_AGAIN,
+    CLOSE_UNAUTHORIZED,
+)
 
 if TYPE_CHECKING:
     from realtimechat.sdk.client import ChatClient

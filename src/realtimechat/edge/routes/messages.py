@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from starlette.responses import Response
 
-from realtimechat import protocol
 from realtimechat.domain.errors import PreconditionFailed, PreconditionRequired, ValidationFailed
 from realtimechat.domain.models import Message
+from realtimechat.edge import frames
 from realtimechat.edge.auth import AppDeps, CurrentUser
 from realtimechat.edge.responses import json
 from realtimechat.edge.schemas import Count, EditIn, Id, Line, SendIn
@@ -115,4 +115,4 @@ async def events(
 ) -> Response:
     """Events in seq order after after_seq, exactly as the WebSocket delivers them."""
     page, has_more = await deps.messages.events(user.user_id, channel_id, after_seq, limit)
-    return json(protocol.events_page(page, has_more))
+    return json(frames.events_page(page, has_more))

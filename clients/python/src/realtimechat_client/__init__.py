@@ -1,0 +1,1 @@
+"""The RealTimeChat Python client."""
