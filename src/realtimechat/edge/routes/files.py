@@ -5,16 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
-from realtimechat.blobs.base import StoreUnavailable
-from realtimechat.blobs.local import DigestMismatch, LinkError, LocalDiskStore
-from realtimechat.blobs.local import TooLarge as BlobTooLarge
-from realtimechat.domain.errors import (
-    ChecksumMismatch,
-    LinkInvalid,
-    NotFound,
-    TooLarge,
-    Unavailable,
-)
 from realtimechat.domain.files import is_media_type
 from realtimechat.edge.auth import AppDeps, CurrentUser
 from realtimechat.edge.hosts import base_url
@@ -79,51 +69,17 @@ async def team_storage(team_id: Id, user: CurrentUser, deps: AppDeps) -> Respons
     return json(await deps.files.usage(user.user_id, team_id))
 
 
-def _local(deps: AppDeps) -> LocalDiskStore:
-    store = deps.files.store
-    if not isinstance(store, LocalDiskStore):
-        raise NotFound("not found")  # with S3 the links point at the bucket, not here
-    return store
-
-
 @router.put("/blobs/{key:path}", include_in_schema=False)
 async def put_blob(key: str, request: Request, deps: AppDeps) -> Response:
     """A signed upload link of the local-disk store: streamed to disk, never held."""
-    store = _local(deps)
-    try:
-        params = store.verify("PUT", key, dict(request.query_params))
-    except LinkError as exc:
-        raise LinkInvalid(str(exc)) from None
-    declared = int(params["size"])
-    # A cancelled or expired upload's URL is still correctly signed: ask whether it
-    # still takes bytes, and again once they are stored (a cancel may have raced them).
-    upload = await deps.files.begin_upload(key)
-    try:
-        stored = await store.write(key, request.stream(), declared, params["sha256"])
-    except BlobTooLarge:
-        raise TooLarge(f"this upload was declared as {declared} bytes") from None
-    except DigestMismatch as exc:
-        raise ChecksumMismatch(f"{exc}; declared {params['sha256']}") from None
-    except StoreUnavailable as exc:  # the disk is full or failing: retry later
-        raise Unavailable(detail=f"file storage is unavailable: {exc}") from exc
-    await deps.files.end_upload(upload)
+    stored = await deps.files.receive_upload(key, dict(request.query_params), request.stream())
     return json({"size": stored.size, "sha256": stored.sha256})
 
 
 @router.get("/blobs/{key:path}", include_in_schema=False)
 async def get_blob(key: str, request: Request, deps: AppDeps) -> Response:
     """A signed download link of the local-disk store."""
-    store = _local(deps)
-    try:
-        params = store.verify("GET", key, dict(request.query_params))
-    except LinkError as exc:
-        raise LinkInvalid(str(exc)) from None
-    # Still there, and still the viewer's to see: losing access ends the link too.
-    f = await deps.files.check_download(key, params.get("viewer"))
-    try:
-        path = await store.open(key)
-    except FileNotFoundError:
-        raise NotFound("file not found") from None
+    f, path = await deps.files.open_download(key, dict(request.query_params))
     return FileResponse(
         path,
         # A type stored before types were checked could not be sent as a header.
