@@ -135,10 +135,6 @@ class Node:
     acks: OutboxAcks | None  # likewise
     worker: Worker | None  # the embedded worker, unless RTC_RUN_WORKER=false
 
-    def provider_health(self) -> dict[str, dict[str, object]]:
-        """Each provider's breaker and bulkhead, where this node dispatches notifications."""
-        return {} if self.worker is None else self.worker.providers.health()
-
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Start the node; on the way out drain the gateway, then stop the rest in reverse."""
@@ -267,15 +263,14 @@ def build(settings: Settings) -> Node:
         if lossy
         else None
     )
+    # Providers are called only where a worker dispatches: their health is this node's
+    # to report only then.
+    providers = build_providers(settings.notify) if settings.run_worker else None
     worker = (
         Worker(
-            db=db,
-            publish=relay_publish(bus),
-            settings=settings,
-            files=files,
-            providers=build_providers(settings.notify),
+            db=db, publish=relay_publish(bus), settings=settings, files=files, providers=providers
         )
-        if settings.run_worker
+        if providers is not None
         else None
     )
     return Node(
@@ -289,7 +284,7 @@ def build(settings: Settings) -> Node:
             bus=bus,
             limiter=deps.limiter,
             store=files.store,
-            providers=worker.providers.health if worker is not None else dict,
+            providers=providers.health if providers is not None else dict,
             job_counts=deps.notifications.job_counts,
             draining=lambda: gateway.draining,
             refresh_stored=lambda: refresh_metrics(db),
