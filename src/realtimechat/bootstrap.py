@@ -1,45 +1,48 @@
-"""Wiring: build every adapter and service from the settings, once."""
+"""The composition root: every adapter and service is built here, once, from the settings.
+
+Three things are built: the API node (`build`), the worker process (`build_worker`)
+and what the admin commands run on (`build_admin`). Each starts and stops with one
+`running()` context, in one order: what is started later depends on what was
+started before, and is stopped first.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
 import os
 import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from realtimechat.blobs.factory import build_store
 from realtimechat.bus.base import Bus
 from realtimechat.bus.memory import MemoryBus
+from realtimechat.edge.catchup import CatchUp
+from realtimechat.edge.deps import Deps
+from realtimechat.edge.gateway import Gateway
+from realtimechat.edge.hub import Hub
+from realtimechat.observability import metrics
+from realtimechat.observability.health import Health
+from realtimechat.providers.factory import build_providers
 from realtimechat.resilience.ratelimit import RateLimiter
 from realtimechat.services.auth import AuthService
 from realtimechat.services.channels import ChannelService
 from realtimechat.services.files import FileService
 from realtimechat.services.messages import MessageService
 from realtimechat.services.notifications import NotificationService
+from realtimechat.services.outbox import OutboxAcks
 from realtimechat.services.sessions import Revocations
+from realtimechat.services.stats import refresh_metrics
 from realtimechat.settings import Settings
 from realtimechat.storage import tokens
 from realtimechat.storage.database import Database
+from realtimechat.worker.main import METRICS_REFRESH_S, Worker, every, relay_publish
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Deps:
-    """Everything a node runs on."""
-
-    settings: Settings
-    db: Database
-    bus: Bus
-    auth: AuthService
-    channels: ChannelService
-    messages: MessageService
-    notifications: NotificationService
-    files: FileService
-    limiter: RateLimiter
 
 
 def signing_secret(settings: Settings, db: Database) -> str:
@@ -119,13 +122,109 @@ def build_files(settings: Settings, db: Database, secret: str) -> FileService:
     return FileService(db=db, store=build_store(settings, blob_key), settings=settings.files)
 
 
-def build(settings: Settings) -> Deps:
-    """Build the node's dependencies (nothing is started here)."""
+@dataclass
+class Node:
+    """One API node: its services, live delivery, and the work that runs beside them."""
+
+    settings: Settings
+    deps: Deps
+    hub: Hub
+    gateway: Gateway
+    health: Health
+    catch_up: CatchUp | None  # only where the bus can lose events (scaled out)
+    acks: OutboxAcks | None  # likewise
+    worker: Worker | None  # the embedded worker, unless RTC_RUN_WORKER=false
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Start the node; on the way out drain the gateway, then stop the rest in reverse."""
+        deps = self.deps
+        async with contextlib.AsyncExitStack() as stack:
+            deps.db.start()
+            stack.push_async_callback(deps.db.close)
+            stack.push_async_callback(deps.files.store.close)
+            stack.push_async_callback(deps.limiter.close)
+            revocations = deps.auth.revocations
+            # Known before the first request; then each new one closes its sockets here.
+            await revocations.refresh()
+            revocations.on_revoked(self.hub.close_sessions)
+            revocations.start()
+            stack.push_async_callback(revocations.stop)
+            deps.bus.subscribe(self.hub.on_event, self.hub.on_ephemeral)
+            if self.acks is not None:
+                deps.bus.on_confirmed(self.acks.published)
+                self.acks.start()
+                stack.push_async_callback(self.acks.stop)
+            await deps.bus.start()
+            stack.push_async_callback(deps.bus.close)
+            await deps.files.ready()
+            self.hub.start()
+            stack.push_async_callback(self.hub.stop)
+            for task in (self.catch_up, self.worker):
+                if task is not None:
+                    task.start()
+                    stack.push_async_callback(task.stop)
+            stack.push_async_callback(self.gateway.drain, self.settings.drain_s)
+            yield
+
+
+@dataclass
+class WorkerProcess:
+    """`realtimechat worker`: the worker over its own database and bus connections."""
+
+    settings: Settings
+    db: Database
+    bus: Bus
+    files: FileService
+    worker: Worker
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Start the worker and its metrics refresh; stop them in reverse."""
+        async with contextlib.AsyncExitStack() as stack:
+            self.db.start()
+            stack.push_async_callback(self.db.close)
+            stack.push_async_callback(self.files.store.close)
+            await self.bus.start()
+            # A bus already gone at exit has nothing left to flush: the outbox has it all.
+            stack.push_async_callback(_quietly, self.bus.close)
+            self.worker.start()
+            stack.push_async_callback(self.worker.stop)
+            # Keeps the stored figures (jobs, outbox, storage) fresh for scrapes of this port.
+            refresher = asyncio.create_task(
+                every(METRICS_REFRESH_S, "metrics refresh", lambda: refresh_metrics(self.db)),
+                name="metrics-refresh",
+            )
+            stack.push_async_callback(_cancel, refresher)
+            yield
+
+
+@dataclass
+class Admin:
+    """What the admin commands run on: the database and, for those that need it, files."""
+
+    db: Database
+    files: FileService | None
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The database started, and everything closed afterwards."""
+        async with contextlib.AsyncExitStack() as stack:
+            self.db.start()
+            stack.push_async_callback(self.db.close)
+            if self.files is not None:
+                stack.push_async_callback(self.files.store.close)
+            yield
+
+
+def build(settings: Settings) -> Node:
+    """Build an API node (nothing is started here: see `Node.running`)."""
     private_dir(Path(settings.data_dir))
     bus = build_bus(settings)
     db = Database(settings, outbox=bus.needs_outbox)
     secret = signing_secret(settings, db)
-    return Deps(
+    files = build_files(settings, db, secret)
+    deps = Deps(
         settings=settings,
         db=db,
         bus=bus,
@@ -138,8 +237,92 @@ def build(settings: Settings) -> Deps:
         channels=ChannelService(db=db, bus=bus, limits=settings.limits),
         messages=MessageService(db=db, bus=bus, limits=settings.limits, notify=settings.notify),
         notifications=NotificationService(db=db),
-        files=build_files(settings, db, secret),
+        files=files,
         limiter=RateLimiter(
             settings.redis_url, timeout_s=settings.redis.timeout_s, retry_s=settings.redis.retry_s
         ),
     )
+    redis = settings.redis
+    # In one process nothing can come between a commit and its publish; across nodes
+    # the bus can lose or reorder what the database has: an outbox, a catch-up from
+    # it, and a short hold for events that overtook an earlier one.
+    lossy = bus.needs_outbox
+    hub = Hub(settings.ws.heartbeat_ms, reorder_ms=redis.reorder_ms if lossy else 0.0)
+    metrics.WS_CONNECTIONS.set_function(hub.connection_count)
+    metrics.BUS_UP.set_function(lambda: 1.0 if bus.health()[0] == "ok" else 0.0)
+    gateway = Gateway(deps, hub)
+    catch_up = (
+        CatchUp(
+            hub=hub,
+            bus_health=bus.health,
+            last_seqs=deps.channels.last_seqs,
+            joins_since=deps.channels.joins_since,
+            fast_s=redis.catchup_fast_s,
+            slow_s=redis.catchup_slow_s,
+        )
+        if lossy
+        else None
+    )
+    # Providers are called only where a worker dispatches: their health is this node's
+    # to report only then.
+    providers = build_providers(settings.notify) if settings.run_worker else None
+    worker = (
+        Worker(
+            db=db, publish=relay_publish(bus), settings=settings, files=files, providers=providers
+        )
+        if providers is not None
+        else None
+    )
+    return Node(
+        settings=settings,
+        deps=deps,
+        hub=hub,
+        gateway=gateway,
+        health=Health(
+            settings=settings,
+            database=db,
+            bus=bus,
+            limiter=deps.limiter,
+            store=files.store,
+            providers=providers.health if providers is not None else dict,
+            job_counts=deps.notifications.job_counts,
+            draining=lambda: gateway.draining,
+            refresh_stored=lambda: refresh_metrics(db),
+        ),
+        catch_up=catch_up,
+        acks=OutboxAcks(db=db) if lossy else None,
+        worker=worker,
+    )
+
+
+def build_worker(settings: Settings) -> WorkerProcess:
+    """Build the worker process (it only publishes to the bus, never reads it)."""
+    db = Database(settings)
+    bus = build_bus(settings, read=False)
+    files = build_files(settings, db, signing_secret(settings, db))
+    worker = Worker(
+        db=db,
+        publish=relay_publish(bus),
+        settings=settings,
+        files=files,
+        providers=build_providers(settings.notify),
+    )
+    return WorkerProcess(settings=settings, db=db, bus=bus, files=files, worker=worker)
+
+
+def build_admin(settings: Settings, *, files: bool = False) -> Admin:
+    """The database of an existing deployment, and its file service if `files`."""
+    db = Database(settings)
+    return Admin(
+        db=db, files=build_files(settings, db, signing_secret(settings, db)) if files else None
+    )
+
+
+async def _quietly(close: Callable[[], Awaitable[None]]) -> None:
+    with contextlib.suppress(Exception):
+        await close()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
         run(settings)
     elif args.command == "worker":
-        from realtimechat.worker.main import run as run_worker
+        from realtimechat.worker_process import run as run_worker
 
         run_worker(settings)
     elif args.command == "bench":
@@ -182,23 +182,18 @@ def _reconcile(settings: Settings) -> int:
 
     import orjson
 
-    from realtimechat.bootstrap import build_files, signing_secret
-    from realtimechat.storage.database import Database
+    from realtimechat.bootstrap import build_admin
     from realtimechat.storage.migrate import upgrade
 
     if _no_database(settings):
         return 2
     upgrade(settings)
-    db = Database(settings)
-    files = build_files(settings, db, signing_secret(settings, db))
+    admin = build_admin(settings, files=True)
 
     async def run() -> dict[str, object]:
-        db.start()
-        try:
-            return (await files.reconcile()).to_json()
-        finally:
-            await files.store.close()
-            await db.close()
+        assert admin.files is not None
+        async with admin.running():
+            return (await admin.files.reconcile()).to_json()
 
     print(orjson.dumps(asyncio.run(run()), option=orjson.OPT_INDENT_2).decode())
     return 0
@@ -207,10 +202,10 @@ def _reconcile(settings: Settings) -> int:
 def _flags(settings: Settings, name: str | None, value: str | None) -> int:
     import asyncio
 
+    from realtimechat.bootstrap import build_admin
     from realtimechat.ids import now_ms
     from realtimechat.services.notifications import FLAGS, flag_list
     from realtimechat.storage import notifications as notes
-    from realtimechat.storage.database import Database
     from realtimechat.storage.migrate import upgrade
 
     if name is not None and (name not in FLAGS or value is None):
@@ -220,7 +215,7 @@ def _flags(settings: Settings, name: str | None, value: str | None) -> int:
     if _no_database(settings):
         return 2
     upgrade(settings)
-    db = Database(settings)
+    db = build_admin(settings).db
     try:
         if name is not None:
             db.setup(lambda c: notes.set_flag(c, name, value == "on", now_ms()))

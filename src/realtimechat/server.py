@@ -10,10 +10,9 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from realtimechat.bootstrap import build
+from realtimechat.bootstrap import Node, build
 from realtimechat.edge.app import create_app
 from realtimechat.observability.logging import configure_logging
 from realtimechat.observability.tracing import configure_tracing
@@ -34,12 +33,12 @@ class _Server(uvicorn.Server):
     def __init__(
         self,
         config: uvicorn.Config,
-        app: FastAPI,
+        node: Node,
         settings: Settings,
         websocket_closed: asyncio.Event,
     ) -> None:
         super().__init__(config)
-        self._app = app
+        self._node = node
         self._settings = settings
         self._websocket_closed = websocket_closed
         self._drain_task: asyncio.Task[None] | None = None
@@ -55,7 +54,7 @@ class _Server(uvicorn.Server):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.drain_s
         try:
-            await self._app.state.gateway.drain(self._settings.drain_s)
+            await self._node.gateway.drain(self._settings.drain_s)
             # Sending a close frame returns at once; the socket stays open until the
             # client answers it or the close timeout passes. Keep listening (turning
             # new WebSockets away) until then: uvicorn's shutdown would cut them off.
@@ -105,8 +104,8 @@ def serve(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_format)
     configure_tracing(settings.otel_endpoint, "realtimechat")
     upgrade(settings)
-    deps = build(settings)
-    app = create_app(deps)
+    node = build(settings)
+    app = create_app(node)
     websocket_closed = asyncio.Event()
     config = uvicorn.Config(
         app,
@@ -131,5 +130,5 @@ def serve(settings: Settings) -> None:
         # CPU than the bytes it saves on the wire.
         ws_per_message_deflate=False,
     )
-    _Server(config, app, settings, websocket_closed).run()
+    _Server(config, node, settings, websocket_closed).run()
     shutdown_tracing()

@@ -25,8 +25,8 @@ from realtimechat.providers.base import (
 )
 from realtimechat.providers.factory import Providers, build_providers
 from realtimechat.providers.fcm import REFRESH_MARGIN_S, FcmPush
+from realtimechat.providers.guard import ProviderGuard
 from realtimechat.providers.sendgrid import SendGridEmail
-from realtimechat.resilience.guard import ProviderGuard
 from realtimechat.settings import EmailSettings, NotifySettings, PushSettings
 from tests.fake_providers import (  # noqa: F401 (the fixtures)
     FakeFcm,

@@ -89,7 +89,7 @@ class Node:
 
     @property
     def hub(self) -> Hub:
-        hub: Hub = self.app.state.hub
+        hub: Hub = self.app.state.node.hub
         return hub
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 
@@ -23,6 +25,40 @@ class StoredObject:
 
 class StoreUnavailable(Exception):
     """The object store did not answer in time, or refused (its outage, not bad input)."""
+
+
+class LinkError(Exception):
+    """A blob URL that must not be honoured (altered, not ours, or expired)."""
+
+
+class TooLarge(Exception):
+    """More bytes arrived than the write allowed."""
+
+
+class DigestMismatch(Exception):
+    """The bytes written do not have the sha256 they were declared with."""
+
+
+class LinkServer(Protocol):
+    """A store whose signed links the node serves itself, under /api/v1/blobs/."""
+
+    def verify(self, method: str, key: str, params: Mapping[str, str]) -> dict[str, str]:
+        """The link's signed parameters, or LinkError if it must not be honoured."""
+        ...
+
+    async def write(
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        max_bytes: int,
+        expected_sha256: str | None = None,
+    ) -> StoredObject:
+        """Stream `chunks` into `key`: TooLarge, DigestMismatch or StoreUnavailable, or stored."""
+        ...
+
+    async def open(self, key: str) -> Path:
+        """The file to send for `key`; FileNotFoundError if absent."""
+        ...
 
 
 class ObjectStore(Protocol):
@@ -71,6 +107,10 @@ class ObjectStore(Protocol):
 
     async def ping(self) -> None:
         """A cheap call that fails when the store is unreachable."""
+        ...
+
+    def link_server(self) -> LinkServer | None:
+        """Itself, if the node serves this store's links; None when they point elsewhere."""
         ...
 
     async def close(self) -> None: ...

@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, ParamSpec, TypeVar
 from urllib.parse import quote, urlencode
 
+from realtimechat.blobs.base import DigestMismatch as DigestMismatch
+from realtimechat.blobs.base import LinkError as LinkError
 from realtimechat.blobs.base import StoredObject, StoreUnavailable, UploadTarget
+from realtimechat.blobs.base import TooLarge as TooLarge
 
 if TYPE_CHECKING:
     from _hashlib import HASH
@@ -33,24 +36,12 @@ _SIDECAR = ".sha256"
 _URL_PATH = "/api/v1/blobs/"
 
 
-class LinkError(Exception):
-    """A blob URL that must not be honoured."""
-
-
 class BadSignature(LinkError):
     """The URL's signature does not match its method, key and parameters."""
 
 
 class Expired(LinkError):
     """The URL was genuine but its expiry time has passed."""
-
-
-class TooLarge(Exception):
-    """More bytes arrived than the write allowed."""
-
-
-class DigestMismatch(Exception):
-    """The bytes written do not have the sha256 they were declared with."""
 
 
 def check_key(key: str) -> str:
@@ -226,6 +217,10 @@ class LocalDiskStore:
     async def ping(self) -> None:
         """Fail with StoreUnavailable unless a file can be created under the root."""
         await _disk(_probe, self.root)
+
+    def link_server(self) -> LocalDiskStore:
+        """This store: its links point at the node, which serves them."""
+        return self
 
     async def close(self) -> None:
         """Nothing to release: every file is closed when its call ends."""

@@ -190,6 +190,10 @@ class S3Store:
             if _code(exc) != "BucketAlreadyOwnedByYou":
                 raise
 
+    def link_server(self) -> None:
+        """None: presigned links point at the bucket, not at the node."""
+        return None
+
     async def close(self) -> None:
         """Close the client's connection pool."""
         await asyncio.to_thread(self._client.close)

@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
 
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from realtimechat.bootstrap import Deps
 from realtimechat.edge import errors, openapi
-from realtimechat.edge.catchup import CatchUp
+from realtimechat.edge.deps import Deps
 from realtimechat.edge.gateway import Gateway
 from realtimechat.edge.headers import SecurityHeadersMiddleware
-from realtimechat.edge.hub import Hub
 from realtimechat.edge.observe import ObserveMiddleware
 from realtimechat.edge.routes import auth, files, health, messages, notifications, teams
-from realtimechat.observability import metrics, tracing
+from realtimechat.observability import tracing
+from realtimechat.observability.health import Health
 from realtimechat.resilience.shedding import ASGIApp, GuardMiddleware
-from realtimechat.services.outbox import OutboxAcks
+from realtimechat.settings import Settings
 from realtimechat.web import STATIC_DIR
-from realtimechat.worker.main import Worker, relay_publish
 
 BLOBS_PREFIX = "/api/v1/blobs/"  # signed file links of the local-disk store
 
@@ -42,69 +41,35 @@ class NodeApp(FastAPI):
         )
 
 
-def create_app(deps: Deps) -> FastAPI:
-    """Build the app over already-built dependencies; the lifespan starts and stops them."""
-    redis = deps.settings.redis
-    # In one process nothing can come between a commit and its publish; across nodes
-    # the bus can lose or reorder what the database has: an outbox, a catch-up from
-    # it, and a short hold for events that overtook an earlier one.
-    lossy = deps.bus.needs_outbox
-    hub = Hub(deps.settings.ws.heartbeat_ms, reorder_ms=redis.reorder_ms if lossy else 0.0)
-    gateway = Gateway(deps, hub)
-    catch_up = (
-        CatchUp(
-            hub=hub,
-            bus_health=deps.bus.health,
-            last_seqs=deps.channels.last_seqs,
-            joins_since=deps.channels.joins_since,
-            fast_s=redis.catchup_fast_s,
-            slow_s=redis.catchup_slow_s,
-        )
-        if lossy
-        else None
-    )
-    acks = OutboxAcks(db=deps.db) if lossy else None
-    worker = (
-        Worker(
-            db=deps.db, publish=relay_publish(deps.bus), settings=deps.settings, files=deps.files
-        )
-        if deps.settings.run_worker
-        else None
-    )
+class AppNode(Protocol):
+    """What create_app mounts: a built node (bootstrap.Node)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def deps(self) -> Deps: ...
+
+    @property
+    def gateway(self) -> Gateway: ...
+
+    @property
+    def health(self) -> Health: ...
+
+    def running(self) -> AbstractAsyncContextManager[None]:
+        """Start the node; stop it on exit."""
+        ...
+
+
+def create_app(node: AppNode) -> FastAPI:
+    """Mount the routes, middleware and web client over a built node; its lifespan runs it."""
+    settings = node.settings
+    gateway = node.gateway
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        deps.db.start()
-        revocations = deps.auth.revocations
-        # Known before the first request; then each new one closes its sockets here.
-        await revocations.refresh()
-        revocations.on_revoked(hub.close_sessions)
-        revocations.start()
-        deps.bus.subscribe(hub.on_event, hub.on_ephemeral)
-        if acks is not None:
-            deps.bus.on_confirmed(acks.published)
-            acks.start()
-        await deps.bus.start()
-        await deps.files.ready()
-        hub.start()
-        for task in (catch_up, worker):
-            if task is not None:
-                task.start()
-        try:
+        async with node.running():
             yield
-        finally:
-            await gateway.drain(deps.settings.drain_s)
-            await revocations.stop()
-            for task in (catch_up, worker):
-                if task is not None:
-                    await task.stop()
-            await hub.stop()
-            await deps.bus.close()
-            if acks is not None:
-                await acks.stop()
-            await deps.limiter.close()
-            await deps.files.store.close()
-            await deps.db.close()
 
     app = NodeApp(
         title="RealTimeChat",
@@ -112,14 +77,13 @@ def create_app(deps: Deps) -> FastAPI:
         summary="Team chat that loses, duplicates and reorders nothing.",
         lifespan=lifespan,
         # Off by default: Swagger UI comes from a CDN, run on the app's own origin.
-        docs_url="/docs" if deps.settings.api_docs else None,
+        docs_url="/docs" if settings.api_docs else None,
         redoc_url=None,
     )
-    app.state.deps = deps
-    app.state.hub = hub
-    app.state.gateway = gateway
-    app.state.catch_up = catch_up
-    app.state.worker = worker
+    # Read by the route dependencies of edge/deps.py; the node itself for in-process tests.
+    app.state.deps = node.deps
+    app.state.health = node.health
+    app.state.node = node
     errors.install(app)
     openapi.install(app)
     for module in (auth, teams, messages, notifications, files, health):
@@ -137,14 +101,12 @@ def create_app(deps: Deps) -> FastAPI:
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
-    metrics.WS_CONNECTIONS.set_function(hub.connection_count)
-    metrics.BUS_UP.set_function(lambda: 1.0 if deps.bus.health()[0] == "ok" else 0.0)
     tracing.instrument_app(app)
     app.add_middleware(
         GuardMiddleware,
-        max_in_flight=deps.settings.limits.max_in_flight,
-        max_bytes=deps.settings.limits.max_request_bytes,
-        retry_after_s=deps.settings.limits.retry_after_s,
+        max_in_flight=settings.limits.max_in_flight,
+        max_bytes=settings.limits.max_request_bytes,
+        retry_after_s=settings.limits.retry_after_s,
         unbounded_body_prefixes=(BLOBS_PREFIX,),
     )
     # Outermost: shed requests are counted and carry a request id too.

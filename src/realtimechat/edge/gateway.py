@@ -15,7 +15,6 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from realtimechat.bootstrap import Deps
 from realtimechat.bus.base import Ephemeral
 from realtimechat.domain.errors import (
     ChatError,
@@ -27,6 +26,7 @@ from realtimechat.domain.errors import (
 from realtimechat.domain.models import Channel
 from realtimechat.edge import frames
 from realtimechat.edge.connection import Connection, Resync, Rewind
+from realtimechat.edge.deps import Deps
 from realtimechat.edge.hub import Hub, end_expired
 from realtimechat.ids import new_id
 from realtimechat.observability import metrics

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from realtimechat.providers.base import EmailMessage, EmailProvider, PushMessage, PushProvider
 from realtimechat.providers.fcm import FcmPush
+from realtimechat.providers.guard import ProviderGuard
 from realtimechat.providers.logging import LogEmail, LogPush
 from realtimechat.providers.sendgrid import SendGridEmail
-from realtimechat.resilience.guard import ProviderGuard
 from realtimechat.settings import EmailSettings, NotifySettings, PushSettings
 
 
@@ -53,6 +53,11 @@ class Providers:
     push: PushProvider
     email: EmailProvider
     guards: dict[str, ProviderGuard]
+
+    def health(self) -> dict[str, dict[str, object]]:
+        """Each provider's name with its guard's breaker and bulkhead figures, by kind."""
+        names = {"push": self.push.name, "email": self.email.name}
+        return {kind: {"provider": names[kind], **g.health()} for kind, g in self.guards.items()}
 
     async def close(self) -> None:
         """Close both providers (their HTTP connections)."""

@@ -1,4 +1,10 @@
-"""One provider's call guard: circuit breaker, then bulkhead, then timeout.
+"""A call guard for one dependency: circuit breaker, then bulkhead, then timeout.
+
+The guard knows no dependency's errors. Whoever builds it passes a `Failures`
+policy that says which exceptions mean "the dependency is down" (they open the
+breaker), which are answers from a dependency that is up (they close it), and
+which are neither (our own bugs); and what to raise when the guard itself refuses
+or times out a call. So adapters depend on this module, never the reverse.
 
 The breaker is written here rather than taken from a library: `pybreaker` runs
 coroutines only through Tornado and `purgatory` lets every concurrent call through
@@ -12,45 +18,76 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Literal, TypedDict, TypeVar
+from typing import Literal, Protocol, TypedDict, TypeVar
 
 from realtimechat.observability import metrics
-from realtimechat.providers.base import (
-    ProviderError,
-    ProviderUnavailable,
-    RateLimited,
-    Refused,
-)
-from realtimechat.settings import ProviderSettings
 
 T = TypeVar("T")
 BreakerState = Literal["closed", "open", "half-open"]
+# down: an outage, counts towards opening; answered: the dependency is up (it refused
+# or rate limited us), closes like a success; bug: ours, leaves the breaker alone.
+Verdict = Literal["down", "answered", "bug"]
+
+
+class GuardLimits(Protocol):
+    """How calls are bounded: any settings object with these fields."""
+
+    @property
+    def timeout_s(self) -> float: ...  # every call, start to end
+
+    @property
+    def concurrency(self) -> int: ...  # bulkhead: calls in flight at once
+
+    @property
+    def breaker_failures(self) -> int: ...  # consecutive outages that open the breaker
+
+    @property
+    def breaker_reset_s(self) -> float: ...  # open this long, then one trial call
+
+
+class Failures(Protocol):
+    """The guarded side's errors: how to read them and what the guard raises itself."""
+
+    def classify(self, exc: Exception) -> tuple[Verdict, str]:
+        """The verdict on an exception a call raised, and its outcome label for metrics."""
+        ...
+
+    def refused(self, message: str, retry_after: float | None) -> Exception:
+        """What to raise when the open breaker or the full bulkhead refuses a call."""
+        ...
+
+    def timed_out(self, message: str) -> Exception:
+        """What to raise when a call outlives the timeout (then classified like any other)."""
+        ...
 
 
 class GuardHealth(TypedDict):
-    """What `ProviderGuard.health()` reports."""
+    """What `CallGuard.health()` reports."""
 
     state: BreakerState
     consecutive_failures: int
     in_flight: int
-    calls: int  # calls that reached the provider
+    calls: int  # calls that reached the dependency
     failures: int  # of those, the ones that raised
     rejected: int  # calls refused by the open breaker or the full bulkhead
     last_latency_ms: float | None
     last_error: str | None
 
 
-class ProviderGuard:
-    """Guards calls to one provider; share one instance per provider per process."""
+class CallGuard:
+    """Guards calls to one dependency; share one instance per dependency per process."""
 
     def __init__(
         self,
         name: str,
-        settings: ProviderSettings,
+        limits: GuardLimits,
+        *,
+        failures: Failures,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
-        self.settings = settings
+        self.limits = limits
+        self._failures_policy = failures
         self._clock = clock
         self._open = False
         self._opened_at = 0.0
@@ -73,7 +110,7 @@ class ProviderGuard:
         return "half-open" if self._open_remaining() <= 0 else "open"
 
     def _open_remaining(self) -> float:
-        return self._opened_at + self.settings.breaker_reset_s - self._clock()
+        return self._opened_at + self.limits.breaker_reset_s - self._clock()
 
     def health(self) -> GuardHealth:
         """Breaker state and call statistics, for health checks and metrics."""
@@ -88,10 +125,10 @@ class ProviderGuard:
             "last_error": self._last_error,
         }
 
-    def _refuse(self, reason: str, retry_after: float | None) -> Refused:
+    def _refuse(self, reason: str, retry_after: float | None) -> Exception:
         self._rejected += 1
         metrics.PROVIDER_CALLS.labels(self.name, "refused").inc()
-        return Refused(f"{self.name} {reason}", retry_after=retry_after)
+        return self._failures_policy.refused(f"{self.name} {reason}", retry_after)
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run `fn` under the breaker, the bulkhead and the timeout."""
@@ -102,13 +139,13 @@ class ProviderGuard:
                 raise self._refuse("circuit open", remaining)
             if self._trial_in_flight:
                 # The trial settles within one timeout; until then the circuit stays shut.
-                raise self._refuse("circuit open (trial call in flight)", self.settings.timeout_s)
+                raise self._refuse("circuit open (trial call in flight)", self.limits.timeout_s)
             trial = self._trial_in_flight = True
-        if self._in_flight >= self.settings.concurrency:
+        if self._in_flight >= self.limits.concurrency:
             if trial:
                 self._trial_in_flight = False
-            # Refused at once rather than queued: the worker retries the job later,
-            # and a queue here would only hold its lease while the provider is slow.
+            # Refused at once rather than queued: the caller retries later, and a queue
+            # here would only hold its lease while the dependency is slow.
             raise self._refuse("bulkhead full", None)
 
         self._in_flight += 1
@@ -117,29 +154,17 @@ class ProviderGuard:
         started = time.perf_counter()
         try:
             try:
-                async with asyncio.timeout(self.settings.timeout_s):
+                async with asyncio.timeout(self.limits.timeout_s):
                     result = await fn()
             except TimeoutError as exc:
-                raise ProviderUnavailable(
-                    f"{self.name} timed out after {self.settings.timeout_s:g} s"
+                raise self._failures_policy.timed_out(
+                    f"{self.name} timed out after {self.limits.timeout_s:g} s"
                 ) from exc
-        except ProviderUnavailable as exc:
-            self._failed(exc, provider_down=True)
-            metrics.PROVIDER_CALLS.labels(self.name, "unavailable").inc()
-            raise
         except Exception as exc:
-            # RateLimited and Rejected are answers: the provider is up, so they close
-            # the breaker like a success. Anything else is our bug, not its outage.
-            self._failed(exc, provider_down=False)
-            if isinstance(exc, ProviderError):
+            verdict, outcome = self._failures_policy.classify(exc)
+            self._failed(exc, down=verdict == "down")
+            if verdict == "answered":
                 self._succeeded()
-            outcome = (
-                "rate_limited"
-                if isinstance(exc, RateLimited)
-                else "rejected"
-                if isinstance(exc, ProviderError)
-                else "error"
-            )
             metrics.PROVIDER_CALLS.labels(self.name, outcome).inc()
             raise
         else:
@@ -158,13 +183,13 @@ class ProviderGuard:
         self._consecutive = 0
         self._open = False
 
-    def _failed(self, exc: Exception, *, provider_down: bool) -> None:
+    def _failed(self, exc: Exception, *, down: bool) -> None:
         self._failures += 1
         self._last_error = f"{type(exc).__name__}: {exc}"
-        if not provider_down:
+        if not down:
             return
         self._consecutive += 1
         # A failed trial (half-open) re-opens at once; a closed circuit needs the full run.
-        if self._open or self._consecutive >= self.settings.breaker_failures:
+        if self._open or self._consecutive >= self.limits.breaker_failures:
             self._open = True
             self._opened_at = self._clock()

@@ -9,18 +9,29 @@ file is cancelled, abandoned or fails verification.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
-from realtimechat.blobs.base import ObjectStore, StoreUnavailable, UploadTarget
+from realtimechat.blobs.base import (
+    DigestMismatch,
+    LinkError,
+    LinkServer,
+    ObjectStore,
+    StoredObject,
+    StoreUnavailable,
+    UploadTarget,
+)
+from realtimechat.blobs.base import TooLarge as BlobTooLarge
 from realtimechat.domain.errors import (
     ChecksumMismatch,
     Conflict,
     FeatureDisabled,
     InvalidAttachment,
+    LinkInvalid,
     NotFound,
     PendingUploadsLimit,
     QuotaExceeded,
@@ -411,3 +422,49 @@ class FileService:
 
     def _base(self, request_base: str) -> str:
         return (self._settings.public_url or request_base).rstrip("/")
+
+    # -- the links a store that the node serves itself signs (local disk) ------------------
+
+    async def receive_upload(
+        self, key: str, params: Mapping[str, str], chunks: AsyncIterator[bytes]
+    ) -> StoredObject:
+        """Store the bytes sent to a signed upload link: streamed, never held in memory."""
+        links = self._link_server()
+        try:
+            signed = links.verify("PUT", key, params)
+        except LinkError as exc:
+            raise LinkInvalid(str(exc)) from None
+        declared = int(signed["size"])
+        # A cancelled or expired upload's URL is still correctly signed: ask whether it
+        # still takes bytes, and again once they are stored (a cancel may have raced them).
+        upload = await self.begin_upload(key)
+        try:
+            stored = await links.write(key, chunks, declared, signed["sha256"])
+        except BlobTooLarge:
+            raise TooLarge(f"this upload was declared as {declared} bytes") from None
+        except DigestMismatch as exc:
+            raise ChecksumMismatch(f"{exc}; declared {signed['sha256']}") from None
+        except StoreUnavailable as exc:  # the disk is full or failing: retry later
+            raise Unavailable(detail=f"file storage is unavailable: {exc}") from exc
+        await self.end_upload(upload)
+        return stored
+
+    async def open_download(self, key: str, params: Mapping[str, str]) -> tuple[FileRecord, Path]:
+        """The file a signed download link names and where its bytes are, if still allowed."""
+        links = self._link_server()
+        try:
+            signed = links.verify("GET", key, params)
+        except LinkError as exc:
+            raise LinkInvalid(str(exc)) from None
+        # Still there, and still the viewer's to see: losing access ends the link too.
+        f = await self.check_download(key, signed.get("viewer"))
+        try:
+            return f, await links.open(key)
+        except FileNotFoundError:
+            raise NotFound("file not found") from None
+
+    def _link_server(self) -> LinkServer:
+        links = self.store.link_server()
+        if links is None:
+            raise NotFound("not found")  # with S3 the links point at the bucket, not here
+        return links

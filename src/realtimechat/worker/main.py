@@ -1,4 +1,4 @@
-"""`realtimechat worker`, and the same work run inside a node.
+"""The background work of `realtimechat worker`, and the same work run inside a node.
 
 Several workers may run: the relay's and the dispatcher's claims keep them from
 taking the same rows at once, and housekeeping and file reconciliation are
@@ -8,28 +8,19 @@ idempotent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 from collections.abc import Awaitable, Callable
-
-from prometheus_client import start_http_server
 
 from realtimechat.bus.base import Bus
 from realtimechat.ids import now_ms
-from realtimechat.observability.logging import configure_logging
-from realtimechat.observability.tracing import configure_tracing
-from realtimechat.observability.tracing import shutdown as shutdown_tracing
-from realtimechat.providers.factory import build_providers
+from realtimechat.providers.factory import Providers
 from realtimechat.services.dispatcher import NotificationDispatcher
 from realtimechat.services.files import FileService
 from realtimechat.services.outbox import OutboxRelay, Publish
-from realtimechat.services.stats import refresh_metrics
 from realtimechat.settings import Settings
 from realtimechat.storage import notifications as notes
 from realtimechat.storage import sessions, tokens
 from realtimechat.storage.database import Database
-from realtimechat.storage.migrate import upgrade
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +38,19 @@ class Worker:
     and housekeeping."""
 
     def __init__(
-        self, *, db: Database, publish: Publish | None, settings: Settings, files: FileService
+        self,
+        *,
+        db: Database,
+        publish: Publish | None,
+        settings: Settings,
+        files: FileService,
+        providers: Providers,
     ) -> None:
         self._db = db
         self.files = files
         self._reconcile_s = settings.files.reconcile_s
         self.relay = None if publish is None else OutboxRelay(db=db, publish=publish)
-        self.providers = build_providers(settings.notify)
+        self.providers = providers
         self.dispatcher = NotificationDispatcher(
             db=db, providers=self.providers, settings=settings.notify
         )
@@ -111,67 +108,3 @@ async def every(interval_s: float, what: str, job: Callable[[], Awaitable[object
 def relay_publish(bus: Bus) -> Publish | None:
     """The bus's confirmed publish, if it is one that can lose events (else no relay)."""
     return bus.publish_confirmed if bus.needs_outbox else None
-
-
-async def _main(settings: Settings) -> None:
-    from realtimechat.bootstrap import build_bus, build_files, signing_secret
-
-    db = Database(settings)
-    bus = build_bus(settings, read=False)
-    files = build_files(settings, db, signing_secret(settings, db))
-    db.start()
-    await bus.start()
-    worker = Worker(db=db, publish=relay_publish(bus), settings=settings, files=files)
-    worker.start()
-    metrics_port = _serve_metrics(settings)
-    # Keeps the stored figures (jobs, outbox, storage) fresh for scrapes of this port.
-    refresher = asyncio.create_task(
-        every(METRICS_REFRESH_S, "metrics refresh", lambda: refresh_metrics(db)),
-        name="metrics-refresh",
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    if metrics_port is not None:  # before the ready line, so whoever waits for it has both
-        print(
-            f"worker metrics at http://{settings.worker_metrics_host}:{metrics_port}/metrics",
-            flush=True,
-        )
-    print(
-        f"RealTimeChat worker is running (outbox relay: {'on' if worker.relay else 'off'}; "
-        f"push: {worker.providers.push.name}, e-mail: {worker.providers.email.name})",
-        flush=True,
-    )
-    await stop.wait()
-    log.info("worker stopping")
-    refresher.cancel()
-    await worker.stop()
-    with contextlib.suppress(Exception):
-        await bus.close()
-    await files.store.close()
-    await db.close()
-
-
-def _serve_metrics(settings: Settings) -> int | None:
-    """Serve /metrics on the worker's own port; the port, or None if it is taken."""
-    try:
-        server, _thread = start_http_server(
-            settings.worker_metrics_port, addr=settings.worker_metrics_host
-        )
-    except OSError as exc:
-        # Several workers on one host: the first serves; the others run without.
-        log.warning("worker metrics port %d unavailable: %s", settings.worker_metrics_port, exc)
-        return None
-    return int(server.server_port)
-
-
-def run(settings: Settings) -> None:
-    """Migrate, then run the worker until SIGTERM/SIGINT."""
-    configure_logging(settings.log_level, settings.log_format)
-    configure_tracing(settings.otel_endpoint, "realtimechat-worker")
-    upgrade(settings)
-    try:
-        asyncio.run(_main(settings))
-    finally:
-        shutdown_tracing()

@@ -16,13 +16,14 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from realtimechat.bootstrap import Deps
 from realtimechat.domain.errors import CsrfRefused, Unauthorized
 from realtimechat.domain.models import TokenPair
-from realtimechat.edge.auth import AppDeps, CurrentUser, anonymous_limit
+from realtimechat.edge.auth import CurrentUser, anonymous_limit
+from realtimechat.edge.deps import Auth, Config
 from realtimechat.edge.errors import chat_error_response
 from realtimechat.edge.responses import json
 from realtimechat.edge.schemas import LoginIn, RefreshIn, RegisterIn
+from realtimechat.settings import Settings
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 limited = [Depends(anonymous_limit)]
@@ -105,28 +106,30 @@ def _tokens(pair: TokenPair, *, cookie: bool, max_age_s: int) -> Response:
     return response
 
 
-def _presented(request: Request, body: RefreshIn | None, deps: Deps) -> tuple[str | None, bool]:
+def _presented(
+    request: Request, body: RefreshIn | None, settings: Settings
+) -> tuple[str | None, bool]:
     """The refresh token to use and whether it came from the cookie (CSRF checked)."""
     if body is not None:
         return body.refresh_token, False
     cookie = request.cookies.get(COOKIE)
     if cookie:
-        _check_csrf(request, deps.settings.files.public_url)
+        _check_csrf(request, settings.files.public_url)
         return cookie, True
     return None, False
 
 
 @router.post("/auth/register", status_code=201, dependencies=limited)
-async def register(body: RegisterIn, deps: AppDeps) -> Response:
-    user = await deps.auth.register(body.email, body.password, body.display_name)
+async def register(body: RegisterIn, auth: Auth) -> Response:
+    user = await auth.register(body.email, body.password, body.display_name)
     return json(user.to_json(), 201)
 
 
 @router.post("/auth/login", dependencies=limited, openapi_extra={"parameters": [_SESSION_DOC]})
-async def login(body: LoginIn, request: Request, deps: AppDeps) -> Response:
+async def login(body: LoginIn, request: Request, auth: Auth, settings: Config) -> Response:
     """A token pair; with `X-RTC-Session: cookie` the refresh token is set as a cookie."""
-    pair = await deps.auth.login(body.email, body.password)
-    return _tokens(pair, cookie=_cookie_mode(request), max_age_s=deps.settings.auth.refresh_ttl_s)
+    pair = await auth.login(body.email, body.password)
+    return _tokens(pair, cookie=_cookie_mode(request), max_age_s=settings.auth.refresh_ttl_s)
 
 
 @router.post(
@@ -134,14 +137,16 @@ async def login(body: LoginIn, request: Request, deps: AppDeps) -> Response:
     dependencies=limited,
     openapi_extra={"parameters": [_SESSION_DOC, _CSRF_DOC, _COOKIE_DOC]},
 )
-async def refresh(request: Request, deps: AppDeps, body: RefreshIn | None = None) -> Response:
+async def refresh(
+    request: Request, auth: Auth, settings: Config, body: RefreshIn | None = None
+) -> Response:
     """Rotate the refresh token given in the body, or (cookie mode) in the session cookie."""
-    token, from_cookie = _presented(request, body, deps)
+    token, from_cookie = _presented(request, body, settings)
     if token is None:
         raise Unauthorized("send {refresh_token} in the body, or the session cookie")
     cookie = from_cookie or _cookie_mode(request)
     try:
-        pair = await deps.auth.refresh(token)
+        pair = await auth.refresh(token)
     except Unauthorized as exc:
         if not from_cookie:
             raise
@@ -149,7 +154,7 @@ async def refresh(request: Request, deps: AppDeps, body: RefreshIn | None = None
         response = chat_error_response(exc)
         _clear_cookie(response)
         return response
-    return _tokens(pair, cookie=cookie, max_age_s=deps.settings.auth.refresh_ttl_s)
+    return _tokens(pair, cookie=cookie, max_age_s=settings.auth.refresh_ttl_s)
 
 
 @router.post(
@@ -158,11 +163,13 @@ async def refresh(request: Request, deps: AppDeps, body: RefreshIn | None = None
     dependencies=limited,
     openapi_extra={"parameters": [_CSRF_DOC, _COOKIE_DOC]},
 )
-async def logout(request: Request, deps: AppDeps, body: RefreshIn | None = None) -> Response:
+async def logout(
+    request: Request, auth: Auth, settings: Config, body: RefreshIn | None = None
+) -> Response:
     """Sign out the login of the refresh token (body or cookie); the cookie is cleared."""
-    token, from_cookie = _presented(request, body, deps)
+    token, from_cookie = _presented(request, body, settings)
     if token is not None:
-        await deps.auth.logout(token)
+        await auth.logout(token)
     response = Response(status_code=204)
     if from_cookie or _cookie_mode(request):
         _clear_cookie(response)
@@ -170,5 +177,5 @@ async def logout(request: Request, deps: AppDeps, body: RefreshIn | None = None)
 
 
 @router.get("/users/me", tags=["users"])
-async def me(user: CurrentUser, deps: AppDeps) -> Response:
-    return json((await deps.auth.user(user.user_id)).to_json())
+async def me(user: CurrentUser, auth: Auth) -> Response:
+    return json((await auth.user(user.user_id)).to_json())

@@ -5,18 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
-from realtimechat.blobs.base import StoreUnavailable
-from realtimechat.blobs.local import DigestMismatch, LinkError, LocalDiskStore
-from realtimechat.blobs.local import TooLarge as BlobTooLarge
-from realtimechat.domain.errors import (
-    ChecksumMismatch,
-    LinkInvalid,
-    NotFound,
-    TooLarge,
-    Unavailable,
-)
 from realtimechat.domain.files import is_media_type
-from realtimechat.edge.auth import AppDeps, CurrentUser
+from realtimechat.edge.auth import CurrentUser
+from realtimechat.edge.deps import Config, Files
 from realtimechat.edge.hosts import base_url
 from realtimechat.edge.responses import json
 from realtimechat.edge.schemas import FileIn, Id
@@ -26,16 +17,18 @@ router = APIRouter(prefix="/api/v1")
 
 
 @router.post("/files", status_code=201, tags=["files"])
-async def create_file(body: FileIn, request: Request, user: CurrentUser, deps: AppDeps) -> Response:
+async def create_file(
+    body: FileIn, request: Request, user: CurrentUser, files: Files, settings: Config
+) -> Response:
     """Reserve quota for an upload; answers where to PUT the bytes (then call complete)."""
-    f, target, expires_at = await deps.files.create(
+    f, target, expires_at = await files.create(
         user.user_id,
         body.team_id,
         body.name,
         body.size,
         body.content_type,
         body.sha256,
-        base_url(request, deps.settings),
+        base_url(request, settings),
     )
     upload = {
         "url": target.url,
@@ -47,83 +40,49 @@ async def create_file(body: FileIn, request: Request, user: CurrentUser, deps: A
 
 
 @router.post("/files/{file_id}/complete", tags=["files"])
-async def complete_file(file_id: Id, user: CurrentUser, deps: AppDeps) -> Response:
+async def complete_file(file_id: Id, user: CurrentUser, files: Files) -> Response:
     """Verify the uploaded bytes' size and sha256; the file is then ready to attach."""
-    return json((await deps.files.complete(user.user_id, file_id)).to_json())
+    return json((await files.complete(user.user_id, file_id)).to_json())
 
 
 @router.delete("/files/{file_id}", status_code=204, tags=["files"])
-async def delete_file(file_id: Id, user: CurrentUser, deps: AppDeps) -> Response:
+async def delete_file(file_id: Id, user: CurrentUser, files: Files) -> Response:
     """Cancel an upload (or delete one's file); its quota is given back."""
-    await deps.files.cancel(user.user_id, file_id)
+    await files.cancel(user.user_id, file_id)
     return Response(status_code=204)
 
 
 @router.get("/files/{file_id}", tags=["files"])
 async def download_file(
-    file_id: Id, request: Request, user: CurrentUser, deps: AppDeps
+    file_id: Id, request: Request, user: CurrentUser, files: Files, settings: Config
 ) -> Response:
     """Redirect (302) to a signed, expiring download URL."""
-    url = await deps.files.download_url(user.user_id, file_id, base_url(request, deps.settings))
+    url = await files.download_url(user.user_id, file_id, base_url(request, settings))
     return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/files/{file_id}/meta", tags=["files"])
-async def file_meta(file_id: Id, user: CurrentUser, deps: AppDeps) -> Response:
-    return json((await deps.files.get(user.user_id, file_id)).to_json())
+async def file_meta(file_id: Id, user: CurrentUser, files: Files) -> Response:
+    return json((await files.get(user.user_id, file_id)).to_json())
 
 
 @router.get("/teams/{team_id}/storage", tags=["files"])
-async def team_storage(team_id: Id, user: CurrentUser, deps: AppDeps) -> Response:
+async def team_storage(team_id: Id, user: CurrentUser, files: Files) -> Response:
     """The team's storage: bytes used (pending uploads included) against its quota."""
-    return json(await deps.files.usage(user.user_id, team_id))
-
-
-def _local(deps: AppDeps) -> LocalDiskStore:
-    store = deps.files.store
-    if not isinstance(store, LocalDiskStore):
-        raise NotFound("not found")  # with S3 the links point at the bucket, not here
-    return store
+    return json(await files.usage(user.user_id, team_id))
 
 
 @router.put("/blobs/{key:path}", include_in_schema=False)
-async def put_blob(key: str, request: Request, deps: AppDeps) -> Response:
+async def put_blob(key: str, request: Request, files: Files) -> Response:
     """A signed upload link of the local-disk store: streamed to disk, never held."""
-    store = _local(deps)
-    try:
-        params = store.verify("PUT", key, dict(request.query_params))
-    except LinkError as exc:
-        raise LinkInvalid(str(exc)) from None
-    declared = int(params["size"])
-    # A cancelled or expired upload's URL is still correctly signed: ask whether it
-    # still takes bytes, and again once they are stored (a cancel may have raced them).
-    upload = await deps.files.begin_upload(key)
-    try:
-        stored = await store.write(key, request.stream(), declared, params["sha256"])
-    except BlobTooLarge:
-        raise TooLarge(f"this upload was declared as {declared} bytes") from None
-    except DigestMismatch as exc:
-        raise ChecksumMismatch(f"{exc}; declared {params['sha256']}") from None
-    except StoreUnavailable as exc:  # the disk is full or failing: retry later
-        raise Unavailable(detail=f"file storage is unavailable: {exc}") from exc
-    await deps.files.end_upload(upload)
+    stored = await files.receive_upload(key, dict(request.query_params), request.stream())
     return json({"size": stored.size, "sha256": stored.sha256})
 
 
 @router.get("/blobs/{key:path}", include_in_schema=False)
-async def get_blob(key: str, request: Request, deps: AppDeps) -> Response:
+async def get_blob(key: str, request: Request, files: Files) -> Response:
     """A signed download link of the local-disk store."""
-    store = _local(deps)
-    try:
-        params = store.verify("GET", key, dict(request.query_params))
-    except LinkError as exc:
-        raise LinkInvalid(str(exc)) from None
-    # Still there, and still the viewer's to see: losing access ends the link too.
-    f = await deps.files.check_download(key, params.get("viewer"))
-    try:
-        path = await store.open(key)
-    except FileNotFoundError:
-        raise NotFound("file not found") from None
+    f, path = await files.open_download(key, dict(request.query_params))
     return FileResponse(
         path,
         # A type stored before types were checked could not be sent as a header.
