@@ -50,7 +50,18 @@ def create_app(deps: Deps) -> FastAPI:
     # it, and a short hold for events that overtook an earlier one.
     lossy = deps.bus.needs_outbox
     hub = Hub(deps.settings.ws.heartbeat_ms, reorder_ms=redis.reorder_ms if lossy else 0.0)
-    gateway = Gateway(deps, hub)
+    gateway = Gateway(
+        hub=hub,
+        settings=deps.settings.ws,
+        verify=deps.auth.authenticate,
+        subscriptions=deps.channels.subscriptions,
+        member_channels=deps.channels.member_channels,
+        replay=deps.messages.replay,
+        publish_ephemeral=deps.bus.publish_ephemeral,
+        limiter=deps.limiter,
+        frames_per_minute=deps.settings.limits.ws_frames_per_minute,
+        services=deps,
+    )
     catch_up = (
         CatchUp(
             hub=hub,
