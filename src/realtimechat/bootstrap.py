@@ -250,7 +250,18 @@ def build(settings: Settings) -> Node:
     hub = Hub(settings.ws.heartbeat_ms, reorder_ms=redis.reorder_ms if lossy else 0.0)
     metrics.WS_CONNECTIONS.set_function(hub.connection_count)
     metrics.BUS_UP.set_function(lambda: 1.0 if bus.health()[0] == "ok" else 0.0)
-    gateway = Gateway(deps, hub)
+    gateway = Gateway(
+        hub=hub,
+        settings=settings.ws,
+        verify=deps.auth.authenticate,
+        subscriptions=deps.channels.subscriptions,
+        member_channels=deps.channels.member_channels,
+        replay=deps.messages.replay,
+        publish_ephemeral=bus.publish_ephemeral,
+        limiter=deps.limiter,
+        frames_per_minute=settings.limits.ws_frames_per_minute,
+        services=deps,
+    )
     catch_up = (
         CatchUp(
             hub=hub,

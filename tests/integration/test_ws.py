@@ -1,4 +1,4 @@
-"""The WebSocket protocol (v1): auth, ready, live events, send, typing/ping/ack, membership.
+"""The WebSocket protocol (v1): auth, ready, live events, send, typing/ping, membership.
 
 Every test talks to a real server over a real socket. Nothing sleeps: a test
 waits for frames, and proves that something did *not* arrive by waiting for a
@@ -331,7 +331,7 @@ async def test_send_to_a_channel_you_cannot_see_is_not_found(
     await ws.close()
 
 
-# ---- typing, ping, ack, bad frames ------------------------------------------
+# ---- typing, ping, unknown and bad frames ------------------------------------------
 
 
 async def test_typing_reaches_the_other_members_only(
@@ -364,7 +364,7 @@ async def test_typing_reaches_the_other_members_only(
         await ws.close()
 
 
-async def test_ping_ack_unknown_and_malformed_frames(
+async def test_ping_unknown_and_malformed_frames(
     server: ServerProcess, alice: Api, bob: Api
 ) -> None:
     channel = await team_channel(alice, bob)
@@ -375,13 +375,10 @@ async def test_ping_ack_unknown_and_malformed_frames(
     await ws.send({"type": "ping", "id": 42})
     assert await until(ws, lambda f: True) == [{"type": "pong", "id": 42}]
 
+    # `ack` is gone from the protocol (nothing read what it stored): a type like any other.
     await ws.send({"type": "ack", "channel_id": cid, "seq": last})
-    assert await before_pong(ws) == []  # accepted silently
-
-    await ws.send({"type": "ack", "channel_id": cid, "seq": "many"})
     (err,) = await before_pong(ws)
-    assert err["code"] == "validation_error"
-    assert err["ref"] == "ack"
+    assert (err["code"], err["ref"], err["channel_id"]) == ("unknown_frame_type", "ack", cid)
 
     await ws.send({"type": "teleport", "channel_id": cid})
     (err,) = await before_pong(ws)
@@ -434,9 +431,8 @@ async def test_added_member_receives_without_reconnecting(
     assert created["data"] == sent
     assert created["seq"] == joined["seq"] + 1
 
-    # The new channel is fully usable: typing, ack and send work on it.
+    # The new channel is fully usable: typing and send work on it.
     await ws.send({"type": "typing", "channel_id": cid})
-    await ws.send({"type": "ack", "channel_id": cid, "seq": created["seq"]})
     assert await before_pong(ws) == []
     ok = (await ws_send(ws, cid, "thanks", unique("c")))[-1]
     assert ok["type"] == "send_ok"

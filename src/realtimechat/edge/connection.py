@@ -131,8 +131,6 @@ class Connection:
         self._ending = False
         self._force_timer: asyncio.TimerHandle | None = None
         self.last_sent: dict[str, int] = {}
-        self.epochs: dict[str, str] = {}
-        self.acked: dict[str, int] = {}
         self._queue: asyncio.Queue[Item] = asyncio.Queue(queue_size)
         self._replay_limit = replay_limit
         self._fetch = fetch
@@ -140,8 +138,7 @@ class Connection:
         self._sender: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self.closing = False
-        self.close_code: int | None = None
-        self.close_reason = ""
+        self._close_started = False
 
     @property
     def deadline(self) -> float:
@@ -232,7 +229,7 @@ class Connection:
         self._force_timer = loop.call_later(self._close_timeout_s, self._force_close, code, reason)
 
     def _force_close(self, code: int, reason: str) -> None:
-        if self.close_code is not None:
+        if self._close_started:
             return  # the close is under way
         if self._sender is not None:
             self._sender.cancel()
@@ -253,8 +250,7 @@ class Connection:
             await self.wait_closed()
 
     async def _close(self, code: int, reason: str) -> None:
-        self.close_code = code
-        self.close_reason = reason
+        self._close_started = True
         if self._force_timer is not None:
             self._force_timer.cancel()
         with contextlib.suppress(Exception):
@@ -353,6 +349,6 @@ class Connection:
         return bool(orjson.loads(ev.data).get("user_id") == self.user_id)
 
     async def _resync(self, channel_id: str, seq: int) -> None:
-        await self.ws.send_text(frames.dumps({"type": "resync", "channel_id": channel_id}))
+        await self.ws.send_text(frames.dumps(frames.resync(channel_id)))
         if channel_id in self.last_sent:
             self.last_sent[channel_id] = max(self.last_sent[channel_id], seq)

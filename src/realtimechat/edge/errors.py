@@ -1,4 +1,10 @@
-"""RFC 9457 problem details: the one place errors become HTTP responses."""
+"""The one place errors become answers: RFC 9457 problem details over HTTP, error
+frames (and close codes) over the WebSocket.
+
+A domain error (domain/errors.py) is mapped by its class: `STATUS` gives its HTTP
+status, `close_code_of` the close code of a WebSocket session it ends, `error_frame`
+its frame; the send metric's outcome follows the same status (edge/observe.py).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,13 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from realtimechat.domain import errors as e
+from realtimechat.edge import frames
+from realtimechat_client import protocol
 
 PROBLEM_TYPE = "https://realtimechat.dev/problems/"
 
@@ -49,6 +58,59 @@ def status_of(err: e.ChatError) -> int:
         if isinstance(err, cls):
             return status
     return 500
+
+
+# ---- WebSocket: error frames and close codes ----------------------------------------
+
+CLOSE: list[tuple[type[e.ChatError], int]] = [
+    (e.Unauthorized, protocol.CLOSE_UNAUTHORIZED),
+]
+
+
+def close_code_of(err: e.ChatError) -> int:
+    """The close code of a session that `err` ends (before or at its start): 4401 for
+    authentication, else 1013 (try again: a dependency failed)."""
+    for cls, code in CLOSE:
+        if isinstance(err, cls):
+            return code
+    return protocol.CLOSE_TRY_AGAIN
+
+
+def error_frame(err: e.ChatError, frame: Mapping[str, object] | None = None) -> dict[str, object]:
+    """The error frame for a domain error answering `frame`: its code, detail and details."""
+    extra: dict[str, object] = dict(err.extra)
+    retry = getattr(err, "retry_after_s", None)
+    if retry is not None:
+        extra["retry_after_ms"] = retry * 1000
+    return frames.error(err.code, err.detail, frame, **extra)
+
+
+def invalid_frame_error(exc: ValidationError, frame: Mapping[str, object]) -> dict[str, object]:
+    """The error frame for a client frame its protocol model refused.
+
+    An unknown type is `unknown_frame_type`; anything else `validation_error`, naming
+    the first offending `field` (never its value).
+    """
+    first = exc.errors(include_url=False, include_input=False)[0]
+    kind = frame.get("type")
+    if first["type"] == "union_tag_invalid":
+        return frames.error("unknown_frame_type", f"unknown frame type {kind!r}", frame)
+    loc = list(first["loc"])
+    if loc and loc[0] == kind:  # the union's tag: the frame's type, not a field
+        loc = loc[1:]
+    where = ".".join(str(p) for p in loc)
+    message = f"{where}: {first['msg']}" if where else str(first["msg"])
+    if loc and isinstance(loc[0], str):
+        return frames.error("validation_error", message, frame, field=loc[0])
+    return frames.error("validation_error", message, frame)
+
+
+def internal_error_frame(frame: Mapping[str, object] | None = None) -> dict[str, object]:
+    """The error frame for a failure that is ours (it was logged)."""
+    return frames.error("internal_error", "the error was logged", frame)
+
+
+# ---- HTTP: problem details -------------------------------------------------------------
 
 
 def problem(

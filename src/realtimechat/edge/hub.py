@@ -273,16 +273,14 @@ class Hub:
         listeners = self._by_channel.get(sig.channel_id)
         if not listeners:
             return
-        item = SendFrame(
-            frames.dumps({"type": sig.type, "channel_id": sig.channel_id, "user_id": sig.user_id})
-        )
+        item = SendFrame(frames.dumps(frames.ephemeral(sig)))
         for conn in list(listeners):
             # A replay may have ended the subscription of a still-routed connection.
             if conn.user_id != sig.user_id and sig.channel_id in conn.last_sent:
                 conn.offer(item)
 
     async def _heartbeat(self) -> None:
-        frame = SendFrame(frames.dumps({"type": "heartbeat"}))
+        frame = SendFrame(frames.dumps(frames.HEARTBEAT))
         while True:
             await asyncio.sleep(self._heartbeat_ms / 1000)
             for conn in self.connections:
@@ -309,11 +307,7 @@ class Hub:
 def end_session(conn: Connection, code: str, message: str) -> None:
     """Send an error frame with `code`, then close 4401 with `code` as the reason."""
     metrics.WS_CLOSES.labels(code).inc()
-    conn.end(
-        protocol.CLOSE_UNAUTHORIZED,
-        code,
-        {"type": "error", "code": code, "message": message},
-    )
+    conn.end(protocol.CLOSE_UNAUTHORIZED, code, frames.error(code, message))
 
 
 def end_expired(conn: Connection) -> None:

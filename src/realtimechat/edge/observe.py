@@ -1,10 +1,17 @@
-"""Per-request observability: a request id, RED metrics by route template, log context."""
+"""Per-request observability: a request id, RED metrics by route template, log context.
+
+And the one rule sends are counted by, whatever the transport: `count_send` with the
+HTTP status the outcome has (a domain error's is edge/errors.status_of). The command
+pipeline (edge/commands.py) counts every send it runs; this middleware counts the REST
+sends refused before reaching it (shed, unauthenticated, an invalid body).
+"""
 
 from __future__ import annotations
 
 import re
 import time
 import uuid
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
@@ -16,6 +23,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _SEND_ROUTE = ("POST", "/api/v1/messages")
 _QUIET = frozenset({"/livez", "/readyz", "/metrics"})  # probes every few seconds
 access = structlog.get_logger("realtimechat.access")
+# Set around a REST send request: the pipeline notes there that it counted the send.
+_send_counted: ContextVar[list[bool] | None] = ContextVar("rtc_send_counted", default=None)
 
 
 def send_outcome(status: int) -> str:
@@ -23,6 +32,14 @@ def send_outcome(status: int) -> str:
     if status < 400:
         return "ok"
     return "server_error" if status >= 500 else "client_error"
+
+
+def count_send(transport: str, status: int) -> None:
+    """Count one send (rest or ws) by the HTTP status of its outcome."""
+    metrics.SENDS.labels(transport, send_outcome(status)).inc()
+    counted = _send_counted.get()
+    if counted is not None:
+        counted.append(True)
 
 
 class ObserveMiddleware:
@@ -56,9 +73,12 @@ class ObserveMiddleware:
             await send(message)
 
         metrics.HTTP_IN_FLIGHT.inc()
+        counted: list[bool] = []
+        token = _send_counted.set(counted)
         try:
             await self.app(scope, receive, tagged_send)
         finally:
+            _send_counted.reset(token)
             metrics.HTTP_IN_FLIGHT.dec()
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope["method"]
@@ -74,8 +94,8 @@ class ObserveMiddleware:
                     status=status,
                     duration_ms=round(elapsed * 1000, 2),
                 )
-            if (method, route) == _SEND_ROUTE:
-                metrics.SENDS.labels("rest", send_outcome(status)).inc()
+            if (method, route) == _SEND_ROUTE and not counted:
+                count_send("rest", status)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -15,6 +15,7 @@ from annotated_types import Ge, Le, MaxLen, MinLen
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from realtimechat.domain.text import line_problem, text_problem, utf8_problem
+from realtimechat_client import protocol
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -91,11 +92,15 @@ class UserRef(Body):
 
 
 class SendIn(Body):
-    channel_id: Line = Field(min_length=1, max_length=36)
+    """The `send` frame's fields (realtimechat_client.protocol.Send), with its limits."""
+
+    channel_id: Line = Field(min_length=1, max_length=protocol.MAX_ID_CHARS)
     body: Text = ""
-    client_msg_id: Line | None = Field(default=None, min_length=1, max_length=100)
+    client_msg_id: Line | None = Field(
+        default=None, min_length=1, max_length=protocol.MAX_CLIENT_MSG_ID_CHARS
+    )
     # Bounded here too, so a huge list is refused before it is fingerprinted.
-    attachments: list[Id] = Field(default_factory=list, max_length=100)
+    attachments: list[Id] = Field(default_factory=list, max_length=protocol.MAX_ATTACHMENTS)
 
 
 class EditIn(Body):

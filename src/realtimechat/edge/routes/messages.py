@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from realtimechat.domain.errors import PreconditionFailed, PreconditionRequired, ValidationFailed
 from realtimechat.domain.models import Message
-from realtimechat.edge import frames
+from realtimechat.edge import commands, frames
 from realtimechat.edge.auth import AppDeps, CurrentUser
 from realtimechat.edge.responses import json
 from realtimechat.edge.schemas import Count, EditIn, Id, Line, SendIn
@@ -48,10 +48,11 @@ async def send_message(
         )
     if body.client_msg_id and idempotency_key and body.client_msg_id != idempotency_key:
         raise ValidationFailed("client_msg_id and Idempotency-Key differ", field="client_msg_id")
-    msg, created = await deps.messages.send(
-        user.user_id, body.channel_id, body.body, client_msg_id, body.attachments
+    command = commands.SendMessage(
+        body.channel_id, body.body, client_msg_id, tuple(body.attachments)
     )
-    return _message(msg, 201 if created else 200)
+    sent = await commands.run(command, deps, actor=user.user_id, transport="rest")
+    return _message(sent.message, 201 if sent.created else 200)
 
 
 @router.get("/messages/{message_id}")
