@@ -23,6 +23,7 @@ from realtimechat.services.sessions import Revocations
 from realtimechat.settings import Settings
 from realtimechat.storage import tokens
 from realtimechat.storage.database import Database
+from realtimechat.storage.uow import SqlUnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class Deps:
 
     settings: Settings
     db: Database
+    uow: SqlUnitOfWork
     bus: Bus
     auth: AuthService
     channels: ChannelService
@@ -116,28 +118,33 @@ def build_files(settings: Settings, db: Database, secret: str) -> FileService:
     if files.backend == "local":
         private_dir(settings.files_dir())
     blob_key = hashlib.sha256(b"rtc-blob-links\0" + secret.encode()).digest()
-    return FileService(db=db, store=build_store(settings, blob_key), settings=settings.files)
+    # Files append no channel events: a unit of work that publishes nothing will do.
+    return FileService(
+        uow=SqlUnitOfWork(db), store=build_store(settings, blob_key), settings=settings.files
+    )
 
 
 def build(settings: Settings) -> Deps:
     """Build the node's dependencies (nothing is started here)."""
     private_dir(Path(settings.data_dir))
     bus = build_bus(settings)
-    db = Database(settings, outbox=bus.needs_outbox)
+    db = Database(settings)
+    uow = SqlUnitOfWork(db, publish=bus.publish, outbox=bus.needs_outbox)
     secret = signing_secret(settings, db)
     return Deps(
         settings=settings,
         db=db,
+        uow=uow,
         bus=bus,
         auth=AuthService(
-            db=db,
+            uow=uow,
             settings=settings.auth,
             secret=secret,
-            revocations=Revocations(db=db, poll_s=settings.auth.revocation_poll_s),
+            revocations=Revocations(uow=uow, poll_s=settings.auth.revocation_poll_s),
         ),
-        channels=ChannelService(db=db, bus=bus, limits=settings.limits),
-        messages=MessageService(db=db, bus=bus, limits=settings.limits, notify=settings.notify),
-        notifications=NotificationService(db=db),
+        channels=ChannelService(uow=uow, limits=settings.limits),
+        messages=MessageService(uow=uow, limits=settings.limits, notify=settings.notify),
+        notifications=NotificationService(uow=uow),
         files=build_files(settings, db, secret),
         limiter=RateLimiter(
             settings.redis_url, timeout_s=settings.redis.timeout_s, retry_s=settings.redis.retry_s

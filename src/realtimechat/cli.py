@@ -208,10 +208,10 @@ def _flags(settings: Settings, name: str | None, value: str | None) -> int:
     import asyncio
 
     from realtimechat.ids import now_ms
-    from realtimechat.services.notifications import FLAGS, flag_list
-    from realtimechat.storage import notifications as notes
+    from realtimechat.services.flags import FLAGS, flag_list
     from realtimechat.storage.database import Database
     from realtimechat.storage.migrate import upgrade
+    from realtimechat.storage.uow import SqlUnitOfWork
 
     if name is not None and (name not in FLAGS or value is None):
         known = ", ".join(sorted(FLAGS))
@@ -221,10 +221,11 @@ def _flags(settings: Settings, name: str | None, value: str | None) -> int:
         return 2
     upgrade(settings)
     db = Database(settings)
+    uow = SqlUnitOfWork(db)
     try:
         if name is not None:
-            db.setup(lambda c: notes.set_flag(c, name, value == "on", now_ms()))
-        for flag in flag_list(db.setup(notes.flags)):
+            uow.setup(lambda tx: tx.flags.set(name, value == "on", now_ms()))
+        for flag in flag_list(uow.setup(lambda tx: tx.flags.all())):
             print(f"{flag.name:10} {'on' if flag.enabled else 'off':4} {flag.description}")
     finally:
         asyncio.run(db.close())

@@ -63,10 +63,10 @@ def create_app(deps: Deps) -> FastAPI:
         if lossy
         else None
     )
-    acks = OutboxAcks(db=deps.db) if lossy else None
+    acks = OutboxAcks(uow=deps.uow) if lossy else None
     worker = (
         Worker(
-            db=deps.db, publish=relay_publish(deps.bus), settings=deps.settings, files=deps.files
+            uow=deps.uow, publish=relay_publish(deps.bus), settings=deps.settings, files=deps.files
         )
         if deps.settings.run_worker
         else None

@@ -25,11 +25,11 @@ from realtimechat.services.dispatcher import NotificationDispatcher
 from realtimechat.services.files import FileService
 from realtimechat.services.outbox import OutboxRelay, Publish
 from realtimechat.services.stats import refresh_metrics
+from realtimechat.services.uow import UnitOfWork
 from realtimechat.settings import Settings
-from realtimechat.storage import notifications as notes
-from realtimechat.storage import sessions, tokens
 from realtimechat.storage.database import Database
 from realtimechat.storage.migrate import upgrade
+from realtimechat.storage.uow import SqlUnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +47,15 @@ class Worker:
     and housekeeping."""
 
     def __init__(
-        self, *, db: Database, publish: Publish | None, settings: Settings, files: FileService
+        self, *, uow: UnitOfWork, publish: Publish | None, settings: Settings, files: FileService
     ) -> None:
-        self._db = db
+        self._uow = uow
         self.files = files
         self._reconcile_s = settings.files.reconcile_s
-        self.relay = None if publish is None else OutboxRelay(db=db, publish=publish)
+        self.relay = None if publish is None else OutboxRelay(uow=uow, publish=publish)
         self.providers = build_providers(settings.notify)
         self.dispatcher = NotificationDispatcher(
-            db=db, providers=self.providers, settings=settings.notify
+            uow=uow, providers=self.providers, settings=settings.notify
         )
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -83,11 +83,13 @@ class Worker:
     async def housekeeping(self, now: int | None = None) -> tuple[int, int]:
         """Delete expired refresh tokens and old finished notification jobs; (tokens, jobs)."""
         now = now_ms() if now is None else now
-        expired = await self._db.write(lambda c: tokens.delete_expired(c, now))
-        await self._db.write(lambda c: sessions.delete_expired_revocations(c, now))
-        await self._db.write(lambda c: sessions.delete_stale_failures(c, now - STALE_FAILURES_MS))
-        finished = await self._db.write(
-            lambda c: notes.delete_finished(c, now - FINISHED_JOBS_KEPT_MS, now - DEAD_JOBS_KEPT_MS)
+        expired = await self._uow.write(lambda tx: tx.tokens.delete_expired(now))
+        await self._uow.write(lambda tx: tx.sessions.delete_expired_revocations(now))
+        await self._uow.write(lambda tx: tx.sessions.delete_stale_failures(now - STALE_FAILURES_MS))
+        finished = await self._uow.write(
+            lambda tx: tx.notifications.delete_finished(
+                now - FINISHED_JOBS_KEPT_MS, now - DEAD_JOBS_KEPT_MS
+            )
         )
         if expired or finished:
             log.info(
@@ -118,15 +120,16 @@ async def _main(settings: Settings) -> None:
 
     db = Database(settings)
     bus = build_bus(settings, read=False)
+    uow = SqlUnitOfWork(db, publish=bus.publish, outbox=bus.needs_outbox)
     files = build_files(settings, db, signing_secret(settings, db))
     db.start()
     await bus.start()
-    worker = Worker(db=db, publish=relay_publish(bus), settings=settings, files=files)
+    worker = Worker(uow=uow, publish=relay_publish(bus), settings=settings, files=files)
     worker.start()
     metrics_port = _serve_metrics(settings)
     # Keeps the stored figures (jobs, outbox, storage) fresh for scrapes of this port.
     refresher = asyncio.create_task(
-        every(METRICS_REFRESH_S, "metrics refresh", lambda: refresh_metrics(db)),
+        every(METRICS_REFRESH_S, "metrics refresh", lambda: refresh_metrics(uow, db.pool_status)),
         name="metrics-refresh",
     )
     stop = asyncio.Event()

@@ -51,7 +51,9 @@ async def metrics_endpoint(request: Request) -> Response:
         raise Unauthorized("send Authorization: Bearer <RTC_METRICS_TOKEN>")
     deps = deps_of(request)
     with contextlib.suppress(Exception):  # a scrape must not fail with the database
-        await asyncio.wait_for(refresh_metrics(deps.db), deps.settings.db.health_timeout_s)
+        await asyncio.wait_for(
+            refresh_metrics(deps.uow, deps.db.pool_status), deps.settings.db.health_timeout_s
+        )
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)
 

@@ -22,7 +22,7 @@ from realtimechat.edge.schemas import (
     NotificationSettingsIn,
 )
 from realtimechat.ids import iso
-from realtimechat.services.notifications import Flag, read_flags, set_flag
+from realtimechat.services.flags import Flag, read_flags, set_flag
 
 router = APIRouter(prefix="/api/v1")
 
@@ -101,7 +101,7 @@ Admin = Annotated[None, Depends(admin)]
 
 @router.get("/admin/flags", tags=["admin"])
 async def list_flags(_: Admin, deps: AppDeps) -> Response:
-    return json({"flags": [_flag(f) for f in await read_flags(deps.db)]})
+    return json({"flags": [_flag(f) for f in await read_flags(deps.uow)]})
 
 
 @router.put("/admin/flags/{name}", tags=["admin"])
@@ -109,4 +109,4 @@ async def put_flag(
     name: Annotated[Line, MaxLen(100)], body: FlagIn, _: Admin, deps: AppDeps
 ) -> Response:
     """Switch a feature on or off at runtime, on every node."""
-    return json(_flag(await set_flag(deps.db, name, body.enabled)))
+    return json(_flag(await set_flag(deps.uow, name, body.enabled)))
