@@ -38,6 +38,8 @@ T = TypeVar("T")
 
 
 class Users(Protocol):
+    """Accounts."""
+
     def add(self, user: User, password_hash: str) -> None: ...
     def get(self, user_id: str) -> User | None: ...
     def with_hash_by_email(self, email: str) -> tuple[User, str] | None:
@@ -50,6 +52,8 @@ class Users(Protocol):
 
 
 class Teams(Protocol):
+    """Teams and their members."""
+
     def add(self, team: Team) -> None: ...
     def get(self, team_id: str) -> Team | None: ...
     def role(self, team_id: str, user_id: str) -> Role | None:
@@ -66,6 +70,8 @@ class Teams(Protocol):
 
 
 class Invitations(Protocol):
+    """Pending invitations to teams, by e-mail address."""
+
     def prune(self, team_id: str, now: int) -> None:
         """Forget the team's expired invitations."""
 
@@ -82,6 +88,8 @@ class Invitations(Protocol):
 
 
 class Channels(Protocol):
+    """Channels, their members, seq allocation and unread counts."""
+
     def add(self, channel: Channel, dm_key: str | None = None) -> None: ...
     def by_dm_key(self, dm_key: str) -> Channel | None: ...
     def rename(self, channel_id: str, name: str) -> None: ...
@@ -128,6 +136,8 @@ class Channels(Protocol):
 
 
 class Messages(Protocol):
+    """Messages, with their request fingerprint for idempotent sends."""
+
     def get(self, message_id: str) -> Message | None: ...
     def by_client_id(self, sender_id: str, client_msg_id: str) -> tuple[Message, str] | None:
         """The sender's message of that client id, with its request fingerprint."""
@@ -147,6 +157,8 @@ class Messages(Protocol):
 
 
 class Events(Protocol):
+    """The per-channel event log (gapless seq)."""
+
     def append(
         self,
         channel_id: str,
@@ -167,6 +179,8 @@ class Events(Protocol):
 
 
 class Outbox(Protocol):
+    """Events a bus that can lose a publish has not confirmed yet."""
+
     def claim(self, *, older_than: int, now: int, until: int, limit: int) -> list[Event]:
         """Claim unpublished events written before `older_than` until `until`."""
 
@@ -178,6 +192,8 @@ class Outbox(Protocol):
 
 
 class Files(Protocol):
+    """Files, where they are shared, and each team's storage usage."""
+
     def add(self, f: FileRecord, now: int) -> None: ...
     def get(self, file_id: str) -> FileRecord | None: ...
     def by_ids(self, ids: list[str]) -> dict[str, FileRecord]: ...
@@ -213,6 +229,8 @@ class Files(Protocol):
 
 
 class Notifications(Protocol):
+    """Notification jobs, push devices and notification settings."""
+
     def recipients(
         self, channel_id: str, sender_id: str, mention_keys: set[str] | None
     ) -> list[Recipient]:
@@ -251,6 +269,8 @@ class Notifications(Protocol):
 
 
 class Flags(Protocol):
+    """Feature flags."""
+
     def all(self) -> dict[str, bool]:
         """The flags that were ever set (a missing flag is on)."""
 
@@ -258,6 +278,8 @@ class Flags(Protocol):
 
 
 class Sessions(Protocol):
+    """Revoked logins and failed sign-ins."""
+
     def revoke(self, session_id: str, now: int, expires_at: int) -> None:
         """Record a login as revoked (again: only the later expiry is kept)."""
 
@@ -273,6 +295,8 @@ class Sessions(Protocol):
 
 
 class Tokens(Protocol):
+    """Refresh tokens, stored hashed, in families."""
+
     def by_hash(self, token_hash: str) -> RefreshToken | None: ...
     def add(
         self, *, user_id: str, token_hash: str, family_id: str, now: int, expires_at: int
@@ -283,6 +307,8 @@ class Tokens(Protocol):
 
 
 class Stats(Protocol):
+    """Figures read across tables for metrics."""
+
     def stored(self, now: int) -> StoredStats:
         """Job states, outbox backlog and storage used, in one transaction."""
 
