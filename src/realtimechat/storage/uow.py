@@ -9,8 +9,7 @@ in bootstrap, and by tests/integration/test_uow.py).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import cached_property
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.engine import Connection
 
@@ -30,7 +29,25 @@ from realtimechat.storage.tokens import SqlTokens
 from realtimechat.storage.users import SqlUsers
 
 T = TypeVar("T")
+R = TypeVar("R")
 Publish = Callable[[Sequence[Event]], None]
+
+
+class _repository(Generic[R]):  # lower case: used as a decorator, like property
+    """A repository made on first use and kept in the transaction's __dict__.
+
+    functools.cached_property would do, but takes a lock on every first use, and a
+    transaction lives on one thread: this runs on the send path.
+    """
+
+    def __init__(self, make: Callable[[SqlTx], R]) -> None:
+        self._make = make
+        self._name = make.__name__
+
+    def __get__(self, tx: SqlTx, owner: Any = None) -> R:
+        value = self._make(tx)
+        tx.__dict__[self._name] = value  # later reads find it there, not here
+        return value
 
 
 class SqlTx:
@@ -40,55 +57,55 @@ class SqlTx:
         self.conn = conn
         self.appended = appended
 
-    @cached_property
+    @_repository
     def users(self) -> SqlUsers:
         return SqlUsers(self.conn)
 
-    @cached_property
+    @_repository
     def teams(self) -> SqlTeams:
         return SqlTeams(self.conn)
 
-    @cached_property
+    @_repository
     def invitations(self) -> SqlInvitations:
         return SqlInvitations(self.conn)
 
-    @cached_property
+    @_repository
     def channels(self) -> SqlChannels:
         return SqlChannels(self.conn)
 
-    @cached_property
+    @_repository
     def messages(self) -> SqlMessages:
         return SqlMessages(self.conn, self.appended)
 
-    @cached_property
+    @_repository
     def events(self) -> SqlEvents:
         return SqlEvents(self.conn, self.appended)
 
-    @cached_property
+    @_repository
     def outbox(self) -> SqlOutbox:
         return SqlOutbox(self.conn)
 
-    @cached_property
+    @_repository
     def files(self) -> SqlFiles:
         return SqlFiles(self.conn)
 
-    @cached_property
+    @_repository
     def notifications(self) -> SqlNotifications:
         return SqlNotifications(self.conn)
 
-    @cached_property
+    @_repository
     def flags(self) -> SqlFlags:
         return SqlFlags(self.conn)
 
-    @cached_property
+    @_repository
     def sessions(self) -> SqlSessions:
         return SqlSessions(self.conn)
 
-    @cached_property
+    @_repository
     def tokens(self) -> SqlTokens:
         return SqlTokens(self.conn)
 
-    @cached_property
+    @_repository
     def stats(self) -> SqlStats:
         return SqlStats(self.conn)
 
