@@ -40,6 +40,7 @@ from realtimechat.services.stats import refresh_metrics
 from realtimechat.settings import Settings
 from realtimechat.storage import tokens
 from realtimechat.storage.database import Database
+from realtimechat.storage.uow import SqlUnitOfWork
 from realtimechat.worker.main import METRICS_REFRESH_S, Worker, every, relay_publish
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,10 @@ def build_files(settings: Settings, db: Database, secret: str) -> FileService:
     if files.backend == "local":
         private_dir(settings.files_dir())
     blob_key = hashlib.sha256(b"rtc-blob-links\0" + secret.encode()).digest()
-    return FileService(db=db, store=build_store(settings, blob_key), settings=settings.files)
+    # Files append no channel events: a unit of work that publishes nothing will do.
+    return FileService(
+        uow=SqlUnitOfWork(db), store=build_store(settings, blob_key), settings=settings.files
+    )
 
 
 @dataclass
@@ -174,6 +178,7 @@ class WorkerProcess:
 
     settings: Settings
     db: Database
+    uow: SqlUnitOfWork
     bus: Bus
     files: FileService
     worker: Worker
@@ -192,7 +197,11 @@ class WorkerProcess:
             stack.push_async_callback(self.worker.stop)
             # Keeps the stored figures (jobs, outbox, storage) fresh for scrapes of this port.
             refresher = asyncio.create_task(
-                every(METRICS_REFRESH_S, "metrics refresh", lambda: refresh_metrics(self.db)),
+                every(
+                    METRICS_REFRESH_S,
+                    "metrics refresh",
+                    lambda: refresh_metrics(self.uow, self.db.pool_status),
+                ),
                 name="metrics-refresh",
             )
             stack.push_async_callback(_cancel, refresher)
@@ -204,6 +213,7 @@ class Admin:
     """What the admin commands run on: the database and, for those that need it, files."""
 
     db: Database
+    uow: SqlUnitOfWork
     files: FileService | None
 
     @contextlib.asynccontextmanager
@@ -221,22 +231,24 @@ def build(settings: Settings) -> Node:
     """Build an API node (nothing is started here: see `Node.running`)."""
     private_dir(Path(settings.data_dir))
     bus = build_bus(settings)
-    db = Database(settings, outbox=bus.needs_outbox)
+    db = Database(settings)
+    uow = SqlUnitOfWork(db, publish=bus.publish, outbox=bus.needs_outbox)
     secret = signing_secret(settings, db)
     files = build_files(settings, db, secret)
     deps = Deps(
         settings=settings,
         db=db,
+        uow=uow,
         bus=bus,
         auth=AuthService(
-            db=db,
+            uow=uow,
             settings=settings.auth,
             secret=secret,
-            revocations=Revocations(db=db, poll_s=settings.auth.revocation_poll_s),
+            revocations=Revocations(uow=uow, poll_s=settings.auth.revocation_poll_s),
         ),
-        channels=ChannelService(db=db, bus=bus, limits=settings.limits),
-        messages=MessageService(db=db, bus=bus, limits=settings.limits, notify=settings.notify),
-        notifications=NotificationService(db=db),
+        channels=ChannelService(uow=uow, limits=settings.limits),
+        messages=MessageService(uow=uow, limits=settings.limits, notify=settings.notify),
+        notifications=NotificationService(uow=uow),
         files=files,
         limiter=RateLimiter(
             settings.redis_url, timeout_s=settings.redis.timeout_s, retry_s=settings.redis.retry_s
@@ -279,7 +291,7 @@ def build(settings: Settings) -> Node:
     providers = build_providers(settings.notify) if settings.run_worker else None
     worker = (
         Worker(
-            db=db, publish=relay_publish(bus), settings=settings, files=files, providers=providers
+            uow=uow, publish=relay_publish(bus), settings=settings, files=files, providers=providers
         )
         if providers is not None
         else None
@@ -298,10 +310,10 @@ def build(settings: Settings) -> Node:
             providers=providers.health if providers is not None else dict,
             job_counts=deps.notifications.job_counts,
             draining=lambda: gateway.draining,
-            refresh_stored=lambda: refresh_metrics(db),
+            refresh_stored=lambda: refresh_metrics(uow, db.pool_status),
         ),
         catch_up=catch_up,
-        acks=OutboxAcks(db=db) if lossy else None,
+        acks=OutboxAcks(uow=uow) if lossy else None,
         worker=worker,
     )
 
@@ -310,22 +322,25 @@ def build_worker(settings: Settings) -> WorkerProcess:
     """Build the worker process (it only publishes to the bus, never reads it)."""
     db = Database(settings)
     bus = build_bus(settings, read=False)
+    uow = SqlUnitOfWork(db, publish=bus.publish, outbox=bus.needs_outbox)
     files = build_files(settings, db, signing_secret(settings, db))
     worker = Worker(
-        db=db,
+        uow=uow,
         publish=relay_publish(bus),
         settings=settings,
         files=files,
         providers=build_providers(settings.notify),
     )
-    return WorkerProcess(settings=settings, db=db, bus=bus, files=files, worker=worker)
+    return WorkerProcess(settings=settings, db=db, uow=uow, bus=bus, files=files, worker=worker)
 
 
 def build_admin(settings: Settings, *, files: bool = False) -> Admin:
     """The database of an existing deployment, and its file service if `files`."""
     db = Database(settings)
     return Admin(
-        db=db, files=build_files(settings, db, signing_secret(settings, db)) if files else None
+        db=db,
+        uow=SqlUnitOfWork(db),
+        files=build_files(settings, db, signing_secret(settings, db)) if files else None,
     )
 
 

@@ -204,8 +204,7 @@ def _flags(settings: Settings, name: str | None, value: str | None) -> int:
 
     from realtimechat.bootstrap import build_admin
     from realtimechat.ids import now_ms
-    from realtimechat.services.notifications import FLAGS, flag_list
-    from realtimechat.storage import notifications as notes
+    from realtimechat.services.flags import FLAGS, flag_list
     from realtimechat.storage.migrate import upgrade
 
     if name is not None and (name not in FLAGS or value is None):
@@ -215,11 +214,12 @@ def _flags(settings: Settings, name: str | None, value: str | None) -> int:
     if _no_database(settings):
         return 2
     upgrade(settings)
-    db = build_admin(settings).db
+    admin = build_admin(settings)
+    db, uow = admin.db, admin.uow
     try:
         if name is not None:
-            db.setup(lambda c: notes.set_flag(c, name, value == "on", now_ms()))
-        for flag in flag_list(db.setup(notes.flags)):
+            uow.setup(lambda tx: tx.flags.set(name, value == "on", now_ms()))
+        for flag in flag_list(uow.setup(lambda tx: tx.flags.all())):
             print(f"{flag.name:10} {'on' if flag.enabled else 'off':4} {flag.description}")
     finally:
         asyncio.run(db.close())

@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import Connection
 
 from realtimechat.blobs.base import UploadTarget
 from realtimechat.blobs.local import LocalDiskStore
-from realtimechat.bus.memory import MemoryBus
 from realtimechat.domain.errors import (
     Conflict,
     NotFound,
@@ -31,10 +29,9 @@ from realtimechat.domain.models import User
 from realtimechat.services.channels import ChannelService
 from realtimechat.services.files import FileService
 from realtimechat.settings import FileSettings, Settings
-from realtimechat.storage import files as files_repo
-from realtimechat.storage import repositories as repo
 from realtimechat.storage.database import Database
 from realtimechat.storage.migrate import upgrade
+from realtimechat.storage.uow import SqlTx, SqlUnitOfWork
 from tests.postgres import postgres_server
 from tests.support import ManualClock
 
@@ -50,7 +47,7 @@ class Rig:
 
     files: FileService
     store: LocalDiskStore
-    db: Database
+    uow: SqlUnitOfWork
     clock: ManualClock
     team_id: str
 
@@ -67,11 +64,11 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         db.start()
         stack.push_async_callback(db.close)
 
-        def users(conn: Connection) -> None:
+        def users(tx: SqlTx) -> None:
             for uid in ("u1", "u2", "u3"):
-                repo.insert_user(conn, User(uid, f"{uid}@example.com", uid, 0), "h")
+                tx.users.add(User(uid, f"{uid}@example.com", uid, 0), "h")
 
-        await db.write(users)
+        await SqlUnitOfWork(db).write(users)
         yield db
 
 
@@ -81,12 +78,13 @@ async def rig(database: Database, tmp_path: Path, **settings: int) -> Rig:
     cfg = FileSettings(
         team_quota_bytes=QUOTA, url_ttl_s=URL_TTL_S, pending_timeout_s=PENDING_S, **settings
     )
-    files = FileService(db=database, store=store, settings=cfg, clock=lambda: int(clock() * 1000))
-    channels = ChannelService(db=database, bus=MemoryBus())
+    uow = SqlUnitOfWork(database)
+    files = FileService(uow=uow, store=store, settings=cfg, clock=lambda: int(clock() * 1000))
+    channels = ChannelService(uow=uow)
     team = await channels.create_team("u1", "Acme")
     for uid in ("u2", "u3"):
         await channels.add_team_member("u1", team.id, user_id=uid)
-    return Rig(files, store, database, clock, team.id)
+    return Rig(files, store, uow, clock, team.id)
 
 
 def blob(n: int) -> bytes:
@@ -108,7 +106,7 @@ async def used(r: Rig) -> int:
 
 async def counted(r: Rig) -> int:
     """The team's usage counter as stored (what a reservation is checked against)."""
-    return await r.db.read(lambda c: files_repo.used_bytes(c, r.team_id))
+    return await r.uow.read(lambda tx: tx.files.used_bytes(r.team_id))
 
 
 async def put(r: Rig, f: FileRecord) -> None:
@@ -209,7 +207,12 @@ async def test_concurrent_declarations_of_one_user_stop_at_the_bound(
         other.start()
         cfg = FileSettings(team_quota_bytes=QUOTA, max_pending_per_user=10)
         nodes.append(
-            FileService(db=other, store=r.store, settings=cfg, clock=lambda: int(r.clock() * 1000))
+            FileService(
+                uow=SqlUnitOfWork(other),
+                store=r.store,
+                settings=cfg,
+                clock=lambda: int(r.clock() * 1000),
+            )
         )
     try:
         digest = hashlib.sha256(blob(10)).hexdigest()

@@ -12,16 +12,15 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
-from realtimechat.bus.memory import MemoryBus
 from realtimechat.domain.errors import TooManyInvitations
 from realtimechat.domain.models import User
 from realtimechat.services.channels import ChannelService
 from realtimechat.settings import LimitSettings, Settings
-from realtimechat.storage import repositories as repo
 from realtimechat.storage.database import Database
 from realtimechat.storage.migrate import upgrade
+from realtimechat.storage.uow import SqlTx, SqlUnitOfWork
 from tests.integration.rest_support import assert_problem, missing_id, team_with
 from tests.postgres import postgres_server
 from tests.support import Api, ServerProcess, WsClient, new_user, running_server, unique
@@ -204,7 +203,7 @@ async def test_a_team_has_a_bounded_number_of_pending_invitations(small: ServerP
 
 # ---- expiry, on a clock the test moves ---------------------------------------------------
 @pytest.fixture(params=["sqlite", "postgres"])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlUnitOfWork]:
     async with contextlib.AsyncExitStack() as stack:
         settings = Settings(data_dir=tmp_path)
         if request.param == "postgres":
@@ -214,20 +213,20 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
         database = Database(settings)
         database.start()
         try:
-            yield database
+            yield SqlUnitOfWork(database)
         finally:
             await database.close()
 
 
-async def test_an_invitation_expires_and_an_expired_one_takes_no_room(db: Database) -> None:
-    def users(conn: Connection) -> None:
+async def test_an_invitation_expires_and_an_expired_one_takes_no_room(db: SqlUnitOfWork) -> None:
+    def users(tx: SqlTx) -> None:
         for uid in ("owner", "u2", "u3"):
-            repo.insert_user(conn, User(uid, f"{uid}@example.com", uid, 0), "h")
+            tx.users.add(User(uid, f"{uid}@example.com", uid, 0), "h")
 
     await db.write(users)
     now = [1_000_000]
     limits = LimitSettings(team_invitations_max=1, invitation_ttl_s=60)
-    channels = ChannelService(db=db, bus=MemoryBus(), limits=limits, clock=lambda: now[0])
+    channels = ChannelService(uow=db, limits=limits, clock=lambda: now[0])
     team = await channels.create_team("owner", "Acme")
 
     invitation = await channels.invite_to_team("owner", team.id, "U2@example.com")
@@ -262,13 +261,13 @@ def recorded_statements() -> Iterator[list[str]]:
         sa.event.remove(Engine, "before_cursor_execute", record)
 
 
-async def test_known_and_unknown_addresses_cost_the_same_statements(db: Database) -> None:
-    def users(conn: Connection) -> None:
+async def test_known_and_unknown_addresses_cost_the_same_statements(db: SqlUnitOfWork) -> None:
+    def users(tx: SqlTx) -> None:
         for uid in ("owner", "known"):
-            repo.insert_user(conn, User(uid, f"{uid}@example.com", uid, 0), "h")
+            tx.users.add(User(uid, f"{uid}@example.com", uid, 0), "h")
 
     await db.write(users)
-    channels = ChannelService(db=db, bus=MemoryBus())
+    channels = ChannelService(uow=db)
     team = await channels.create_team("owner", "Acme")
     with recorded_statements() as for_known:
         await channels.invite_to_team("owner", team.id, "known@example.com")

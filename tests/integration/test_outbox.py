@@ -12,17 +12,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import Connection
 
 from realtimechat.bus.redis_streams import RedisStreamsBus
 from realtimechat.domain.models import Channel, Event, User
 from realtimechat.ids import now_ms
-from realtimechat.services.events import append_event
 from realtimechat.services.outbox import OutboxRelay
 from realtimechat.settings import RedisSettings, Settings
-from realtimechat.storage import repositories as repo
 from realtimechat.storage.database import Database
 from realtimechat.storage.migrate import upgrade
+from realtimechat.storage.uow import SqlTx, SqlUnitOfWork
 from tests.postgres import postgres_server
 from tests.redis_server import RedisServer, redis_server
 from tests.support import ManualClock
@@ -32,16 +30,18 @@ _channels = itertools.count()
 
 
 @pytest.fixture(scope="module")
-async def pg_db(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
+async def pg_db(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SqlUnitOfWork]:
+    """A node's unit of work for a bus that needs the outbox, publishing nowhere."""
     async with postgres_server() as pg:
         tmp: Path = tmp_path_factory.mktemp("outbox")
         settings = Settings(data_dir=tmp, database_url=pg.url)
         await asyncio.to_thread(upgrade, settings)
-        db = Database(settings, outbox=True)
+        db = Database(settings)
         db.start()
-        await db.write(lambda c: repo.insert_user(c, User("u1", "u1@example.com", "U", 0), "h"))
+        uow = SqlUnitOfWork(db, outbox=True)
+        await uow.write(lambda tx: tx.users.add(User("u1", "u1@example.com", "U", 0), "h"))
         try:
-            yield db
+            yield uow
         finally:
             await db.close()
 
@@ -89,29 +89,32 @@ async def publisher(redis: RedisServer) -> AsyncIterator[RedisStreamsBus]:
     await bus.close()
 
 
-async def unpublished_events(db: Database, n: int) -> str:
+async def unpublished_events(uow: SqlUnitOfWork, n: int) -> str:
     """A new channel with n events written with their outbox rows, published nowhere."""
     channel_id = f"c{next(_channels)}"
 
-    def setup(conn: Connection) -> None:
-        repo.insert_channel(conn, Channel(channel_id, None, "public", "x", 0, "e", "u1", 0))
+    def setup(tx: SqlTx) -> None:
+        tx.channels.add(Channel(channel_id, None, "public", "x", 0, "e", "u1", 0))
 
-    await db.write(setup)
+    await uow.write(setup)
     await asyncio.gather(
-        *(db.write(lambda c: append_event(c, channel_id, "message.created", {})) for _ in range(n))
+        *(
+            uow.write(lambda tx: tx.events.append(channel_id, "message.created", {}))
+            for _ in range(n)
+        )
     )
     return channel_id
 
 
-async def waiting(db: Database) -> int:
-    return (await db.read(lambda c: repo.outbox_lag(c, now_ms())))[0]
+async def waiting(uow: SqlUnitOfWork) -> int:
+    return (await uow.read(lambda tx: tx.outbox.lag(now_ms())))[0]
 
 
 async def test_the_relay_publishes_what_no_node_did_in_order_and_clears_the_outbox(
-    pg_db: Database, listener: Listener, publisher: RedisStreamsBus
+    pg_db: SqlUnitOfWork, listener: Listener, publisher: RedisStreamsBus
 ) -> None:
     channel_id = await unpublished_events(pg_db, 30)
-    relay = OutboxRelay(db=pg_db, publish=publisher.publish_confirmed, delay_ms=0)
+    relay = OutboxRelay(uow=pg_db, publish=publisher.publish_confirmed, delay_ms=0)
     assert await relay.run_once() == 30
     assert await listener.wait_for(30, channel_id) == list(range(1, 31))
     assert await waiting(pg_db) == 0
@@ -119,11 +122,11 @@ async def test_the_relay_publishes_what_no_node_did_in_order_and_clears_the_outb
 
 
 async def test_two_relays_share_the_rows_and_publish_each_event_once(
-    pg_db: Database, listener: Listener, publisher: RedisStreamsBus
+    pg_db: SqlUnitOfWork, listener: Listener, publisher: RedisStreamsBus
 ) -> None:
     channel_id = await unpublished_events(pg_db, 300)
     relays = [
-        OutboxRelay(db=pg_db, publish=publisher.publish_confirmed, delay_ms=0, batch=40)
+        OutboxRelay(uow=pg_db, publish=publisher.publish_confirmed, delay_ms=0, batch=40)
         for _ in range(2)
     ]
 
@@ -138,7 +141,7 @@ async def test_two_relays_share_the_rows_and_publish_each_event_once(
 
 
 async def test_a_relay_that_dies_after_claiming_leaves_the_rows_to_another_once_the_claim_lapses(
-    pg_db: Database, listener: Listener, publisher: RedisStreamsBus
+    pg_db: SqlUnitOfWork, listener: Listener, publisher: RedisStreamsBus
 ) -> None:
     channel_id = await unpublished_events(pg_db, 10)
 
@@ -151,10 +154,10 @@ async def test_a_relay_that_dies_after_claiming_leaves_the_rows_to_another_once_
     def ms() -> int:
         return base + round(clock() * 1000)
 
-    doomed = OutboxRelay(db=pg_db, publish=dies, delay_ms=0, claim_ms=2000, clock=ms)
+    doomed = OutboxRelay(uow=pg_db, publish=dies, delay_ms=0, claim_ms=2000, clock=ms)
     with pytest.raises(ConnectionError):
         await doomed.run_once()
-    survivor = OutboxRelay(db=pg_db, publish=publisher.publish_confirmed, delay_ms=0, clock=ms)
+    survivor = OutboxRelay(uow=pg_db, publish=publisher.publish_confirmed, delay_ms=0, clock=ms)
     assert await survivor.run_once() == 0  # claimed by the dead relay for now
     clock.advance(1.9)
     assert await survivor.run_once() == 0  # still claimed just before the claim lapses

@@ -23,6 +23,7 @@ from realtimechat.services.sessions import Revocations
 from realtimechat.settings import AuthSettings, Settings
 from realtimechat.storage.database import Database
 from realtimechat.storage.migrate import upgrade
+from realtimechat.storage.uow import SqlUnitOfWork
 
 PASSWORD = "correct horse battery"
 SETTINGS = AuthSettings(
@@ -59,9 +60,10 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 
 def node(db: Database, clock: Clock) -> AuthService:
     """One node's auth service (several share a database like nodes of a cluster)."""
-    revocations = Revocations(db=db, poll_s=1.0, clock=clock)
+    uow = SqlUnitOfWork(db)
+    revocations = Revocations(uow=uow, poll_s=1.0, clock=clock)
     return AuthService(
-        db=db, settings=SETTINGS, secret="s" * 32, revocations=revocations, clock=clock
+        uow=uow, settings=SETTINGS, secret="s" * 32, revocations=revocations, clock=clock
     )
 
 

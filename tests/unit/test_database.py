@@ -20,15 +20,15 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
-from realtimechat.domain.errors import Overloaded, Unavailable
+from realtimechat.domain.errors import AlreadyExists, Overloaded, Unavailable
 from realtimechat.domain.models import Channel, Team, User
 from realtimechat.ids import new_epoch, new_id, now_ms
-from realtimechat.services.events import append_event
 from realtimechat.settings import DatabaseSettings, Settings
-from realtimechat.storage import repositories as repo
 from realtimechat.storage.database import Database
+from realtimechat.storage.events import Appended
 from realtimechat.storage.migrate import upgrade
 from realtimechat.storage.tables import channels, events, users
+from realtimechat.storage.uow import SqlTx
 
 T = TypeVar("T")
 WAIT_S = 10  # an upper bound for a thread to reach a point, never a pause
@@ -89,9 +89,14 @@ def user_row(email: str, user_id: str | None = None) -> User:
     return User(user_id or new_id(), email, email.split("@")[0], now_ms())
 
 
+def tx(conn: Connection) -> SqlTx:
+    """The repositories over a job's connection."""
+    return SqlTx(conn, Appended(outbox=False))
+
+
 def insert_user(user: User) -> Callable[[Connection], str]:
     def work(conn: Connection) -> str:
-        repo.insert_user(conn, user, "hash")
+        tx(conn).users.add(user, "hash")
         return user.id
 
     return work
@@ -107,9 +112,9 @@ async def make_channel(db: Database) -> str:
     channel = Channel(new_id(), team.id, "public", "general", 0, new_epoch(), owner.id, now_ms())
 
     def work(conn: Connection) -> str:
-        repo.insert_user(conn, owner, "hash")
-        repo.insert_team(conn, team)
-        repo.insert_channel(conn, channel)
+        tx(conn).users.add(owner, "hash")
+        tx(conn).teams.add(team)
+        tx(conn).channels.add(channel)
         return channel.id
 
     return await db.write(work)
@@ -151,7 +156,7 @@ async def test_a_failing_job_rolls_back_alone_and_its_batch_commits(db: Database
     clash = user_row(f"clash-{new_id()}@example.com", user_id=first.id)
 
     def insert_then_raise(conn: Connection) -> str:
-        repo.insert_user(conn, doomed, "hash")  # written, then rolled back to its savepoint
+        tx(conn).users.add(doomed, "hash")  # written, then rolled back to its savepoint
         raise ValueError("boom")
 
     gate = Gate()
@@ -166,7 +171,7 @@ async def test_a_failing_job_rolls_back_alone_and_its_batch_commits(db: Database
     assert await ok1 == first.id
     with pytest.raises(ValueError, match="boom"):
         await bad
-    with pytest.raises(sa_exc.IntegrityError):  # same primary key as `first`, same transaction
+    with pytest.raises(AlreadyExists):  # same primary key as `first`, same transaction
         await dup
     assert await ok2 == last.id
     assert db.commits - commits_before == 2  # the four jobs did share one transaction
@@ -185,7 +190,7 @@ async def test_seq_allocation_under_200_concurrent_writes_is_1_to_200(db: Databa
     channel_id = await make_channel(db)
 
     def append(i: int) -> Callable[[Connection], int]:
-        return lambda conn: append_event(conn, channel_id, "test.event", {"i": i}).seq
+        return lambda conn: tx(conn).events.append(channel_id, "test.event", {"i": i}).seq
 
     seqs = await asyncio.gather(*(db.write(append(i)) for i in range(200)))
 
@@ -204,7 +209,7 @@ async def test_seq_allocation_under_200_concurrent_writes_is_1_to_200(db: Databa
     rows, last_seq = await db.read(stored)
     assert rows == list(range(1, 201))
     assert last_seq == 200
-    page = await db.read(lambda c: repo.events_after(c, channel_id, 0, 500))
+    page = await db.read(lambda c: tx(c).events.after(channel_id, 0, 500))
     assert [orjson_i(e.data) for e in page] == list(range(200))
 
 
@@ -218,11 +223,11 @@ async def test_a_failed_job_does_not_consume_a_seq(db: Database) -> None:
     channel_id = await make_channel(db)
 
     def append_then_fail(conn: Connection) -> None:
-        append_event(conn, channel_id, "test.event", {"i": -1})
+        tx(conn).events.append(channel_id, "test.event", {"i": -1})
         raise ValueError("rolled back")
 
     def append(conn: Connection) -> int:
-        return append_event(conn, channel_id, "test.event", {}).seq
+        return tx(conn).events.append(channel_id, "test.event", {}).seq
 
     gate = Gate()
     held = await gate.hold(db)
@@ -270,7 +275,7 @@ async def test_max_queue_zero_sheds_every_write(tmp_path: Path) -> None:
 
 async def test_reads_run_beside_a_busy_writer_and_see_only_committed_rows(db: Database) -> None:
     pending = user_row(f"pending-{new_id()}@example.com")
-    gate = Gate(before=lambda conn: repo.insert_user(conn, pending, "hash"))
+    gate = Gate(before=lambda conn: tx(conn).users.add(pending, "hash"))
     held = await gate.hold(db)  # the writer sits inside an open transaction
 
     seen = await asyncio.wait_for(user_ids(db), WAIT_S)  # a reader is not blocked by it
@@ -412,7 +417,6 @@ async def test_a_job_that_loses_the_server_midway_is_unavailable_not_a_500(
 
 
 async def test_housekeeping_deletes_old_finished_jobs_and_keeps_the_rest(db: Database) -> None:
-    from realtimechat.storage import notifications as notes
     from realtimechat.storage.tables import notification_jobs
 
     day = 24 * 3600 * 1000
@@ -437,7 +441,9 @@ async def test_housekeeping_deletes_old_finished_jobs_and_keeps_the_rest(db: Dat
             )  # fmt: skip
 
     await db.write(seed)
-    deleted = await db.write(lambda c: notes.delete_finished(c, now - 7 * day, now - 30 * day))
+    deleted = await db.write(
+        lambda c: tx(c).notifications.delete_finished(now - 7 * day, now - 30 * day)
+    )
     assert deleted == 3
     left = await db.read(lambda c: set(c.execute(sa.select(notification_jobs.c.id)).scalars()))
     assert left == {"new-sent", "dead-8d", "old-pending", "old-sending"}

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy.engine import Connection
-
 from realtimechat.bus.memory import MemoryBus
 from realtimechat.domain.models import Event, User
 from realtimechat.services.channels import ChannelService
 from realtimechat.settings import Settings
-from realtimechat.storage import repositories as repo
 from realtimechat.storage.database import Database
 from realtimechat.storage.migrate import upgrade
+from realtimechat.storage.uow import SqlTx, SqlUnitOfWork
 
 
 async def test_membership_changes_are_derived_again_from_stored_events(tmp_path: Path) -> None:
@@ -21,16 +19,17 @@ async def test_membership_changes_are_derived_again_from_stored_events(tmp_path:
     db = Database(settings)
     db.start()
     try:
-
-        def users(conn: Connection) -> None:
-            for uid in ("u1", "u2"):
-                repo.insert_user(conn, User(uid, f"{uid}@example.com", uid, 0), "h")
-
-        await db.write(users)
         bus = MemoryBus()
         published: list[Event] = []
         bus.subscribe(published.append, lambda _s: None)
-        channels = ChannelService(db=db, bus=bus)
+        uow = SqlUnitOfWork(db, publish=bus.publish)
+
+        def users(tx: SqlTx) -> None:
+            for uid in ("u1", "u2"):
+                tx.users.add(User(uid, f"{uid}@example.com", uid, 0), "h")
+
+        await uow.write(users)
+        channels = ChannelService(uow=uow)
         team = await channels.create_team("u1", "Acme")
         await channels.add_team_member("u1", team.id, user_id="u2")
         channel = await channels.create_channel("u1", team.id, "general", private=False)

@@ -87,6 +87,14 @@ class EmailTaken(Conflict):
     title = "E-mail already registered"
 
 
+class AlreadyExists(Conflict):
+    """A unique key another transaction took first: a race the service may resolve by
+    trying again (a retried send then finds the stored message)."""
+
+    code = "already_exists"
+    title = "Created at the same moment by another request"
+
+
 class TooManyInvitations(Conflict):
     code = "too_many_invitations"
     title = "The team has too many pending invitations"

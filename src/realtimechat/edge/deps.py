@@ -19,6 +19,7 @@ from realtimechat.services.channels import ChannelService
 from realtimechat.services.files import FileService
 from realtimechat.services.messages import MessageService
 from realtimechat.services.notifications import NotificationService
+from realtimechat.services.uow import UnitOfWork
 from realtimechat.settings import Settings
 from realtimechat.storage.database import Database
 
@@ -29,6 +30,7 @@ class Deps:
 
     settings: Settings
     db: Database
+    uow: UnitOfWork
     bus: Bus
     auth: AuthService
     channels: ChannelService
@@ -46,6 +48,10 @@ def deps_of(request: Request) -> Deps:
 
 def _settings(request: Request) -> Settings:
     return deps_of(request).settings
+
+
+def _uow(request: Request) -> UnitOfWork:
+    return deps_of(request).uow
 
 
 def _db(request: Request) -> Database:
@@ -79,6 +85,7 @@ def _health(request: Request) -> Health:
 
 Config = Annotated[Settings, Depends(_settings)]
 Db = Annotated[Database, Depends(_db)]
+Uow = Annotated[UnitOfWork, Depends(_uow)]
 Auth = Annotated[AuthService, Depends(_auth)]
 Channels = Annotated[ChannelService, Depends(_channels)]
 Notifications = Annotated[NotificationService, Depends(_notifications)]

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection
 
 from realtimechat.domain.errors import (
+    AlreadyExists,
     EmailTaken,
     InvalidCredentials,
     LoginLocked,
@@ -30,14 +29,12 @@ from realtimechat.domain.errors import (
 )
 from realtimechat.domain.lockout import LockoutPolicy
 from realtimechat.domain.models import TokenPair, User
+from realtimechat.domain.records import LoginFailures
 from realtimechat.ids import new_id, now_ms
 from realtimechat.observability import metrics
 from realtimechat.services.sessions import Revocations
+from realtimechat.services.uow import Tx, UnitOfWork
 from realtimechat.settings import AuthSettings
-from realtimechat.storage import repositories as repo
-from realtimechat.storage import sessions as session_repo
-from realtimechat.storage import tokens as token_repo
-from realtimechat.storage.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +69,13 @@ class AuthService:
     def __init__(
         self,
         *,
-        db: Database,
+        uow: UnitOfWork,
         settings: AuthSettings,
         secret: str,
         revocations: Revocations,
         clock: Callable[[], int] = now_ms,
     ) -> None:
-        self._db = db
+        self._uow = uow
         self._settings = settings
         self._secret = secret
         self.revocations = revocations
@@ -106,14 +103,14 @@ class AuthService:
         password_hash = await asyncio.to_thread(self._hasher.hash, password)
         user = User(new_id(), email, display_name, now_ms())
 
-        def work(conn: Connection) -> None:
-            if repo.user_with_hash_by_email(conn, email) is not None:
+        def work(tx: Tx) -> None:
+            if tx.users.with_hash_by_email(email) is not None:
                 raise EmailTaken()
-            repo.insert_user(conn, user, password_hash)
+            tx.users.add(user, password_hash)
 
         try:
-            await self._db.write(work)
-        except sa_exc.IntegrityError as exc:
+            await self._uow.write(work)
+        except AlreadyExists as exc:  # registered at the same moment
             raise EmailTaken() from exc
         return user
 
@@ -123,8 +120,8 @@ class AuthService:
         key = _account_key(email)
         now = self._clock()
 
-        def attempt(conn: Connection) -> tuple[int, tuple[User, str] | None]:
-            state = session_repo.failures(conn, key)
+        def attempt(tx: Tx) -> tuple[int, tuple[User, str] | None]:
+            state = tx.sessions.failures(key)
             if state.locked_until > now:
                 return state.locked_until, None
             # Counted before the password is checked (and cleared on success), so
@@ -132,10 +129,10 @@ class AuthService:
             failures, locked_until = self._lockout.after_failure(
                 state.failures, state.last_failed_at, now
             )
-            session_repo.set_failures(conn, key, session_repo.Failures(failures, locked_until, now))
-            return 0, repo.user_with_hash_by_email(conn, email)
+            tx.sessions.set_failures(key, LoginFailures(failures, locked_until, now))
+            return 0, tx.users.with_hash_by_email(email)
 
-        locked_until, found = await self._db.write(attempt)
+        locked_until, found = await self._uow.write(attempt)
         if locked_until:
             metrics.LOGIN_FAILURES.labels("locked").inc()
             retry_after_s = LockoutPolicy.retry_after_s(locked_until, now)
@@ -163,13 +160,13 @@ class AuthService:
         now = self._clock()
         new_refresh = secrets.token_urlsafe(32)
 
-        def work(conn: Connection) -> tuple[str, str]:
-            row = token_repo.by_hash(conn, token_hash)
+        def work(tx: Tx) -> tuple[str, str]:
+            row = tx.tokens.by_hash(token_hash)
             if row is None:
                 return "unknown", ""
             if row.used_at is not None:
                 # A rotated token presented again: someone holds a stolen copy.
-                self._revoke(conn, row.family_id, now)
+                self._revoke(tx, row.family_id, now)
                 return "reused", row.family_id
             if row.revoked_at is not None:
                 # Revoked but never used: its login was signed out (or its family revoked),
@@ -177,18 +174,17 @@ class AuthService:
                 return "revoked", ""
             if row.expires_at <= now:
                 return "expired", ""
-            token_repo.mark_used(conn, row.id, now)
-            token_repo.insert(
-                conn,
+            tx.tokens.mark_used(row.id, now)
+            tx.tokens.add(
                 user_id=row.user_id,
                 token_hash=_hash_token(new_refresh),
                 family_id=row.family_id,
                 now=now,
                 expires_at=now + self._settings.refresh_ttl_s * 1000,
             )
-            return str(row.user_id), str(row.family_id)
+            return row.user_id, row.family_id
 
-        outcome, family_id = await self._db.write(work)
+        outcome, family_id = await self._uow.write(work)
         if outcome == "unknown":
             raise Unauthorized("unknown refresh token")
         if outcome == "reused":
@@ -207,21 +203,21 @@ class AuthService:
         token_hash = _hash_token(refresh_token)
         now = self._clock()
 
-        def work(conn: Connection) -> str | None:
-            row = token_repo.by_hash(conn, token_hash)
+        def work(tx: Tx) -> str | None:
+            row = tx.tokens.by_hash(token_hash)
             if row is None:
                 return None
-            self._revoke(conn, row.family_id, now)
-            return str(row.family_id)
+            self._revoke(tx, row.family_id, now)
+            return row.family_id
 
-        family_id = await self._db.write(work)
+        family_id = await self._uow.write(work)
         if family_id is not None:
             self._revoked_here(family_id, now)
 
-    def _revoke(self, conn: Connection, family_id: str, now: int) -> None:
+    def _revoke(self, tx: Tx, family_id: str, now: int) -> None:
         """Revoke a login's refresh tokens and record it for its access tokens' lifetime."""
-        token_repo.revoke_family(conn, family_id, now)
-        session_repo.revoke(conn, family_id, now, self._revocation_expiry(now))
+        tx.tokens.revoke_family(family_id, now)
+        tx.sessions.revoke(family_id, now, self._revocation_expiry(now))
 
     def _revocation_expiry(self, now: int) -> int:
         # Every access token of the login was issued by now, so each expires by then
@@ -234,7 +230,7 @@ class AuthService:
 
     async def user(self, user_id: str) -> User:
         """The user record (NotFound if the account is gone)."""
-        found = await self._db.read(lambda c: repo.user_by_id(c, user_id))
+        found = await self._uow.read(lambda tx: tx.users.get(user_id))
         if found is None:
             raise NotFound("user not found")
         return found
@@ -276,11 +272,10 @@ class AuthService:
         refresh = secrets.token_urlsafe(32)
         now = self._clock()
 
-        def work(conn: Connection) -> None:
+        def work(tx: Tx) -> None:
             if clear_failures is not None:
-                session_repo.set_failures(conn, clear_failures, session_repo.Failures())
-            token_repo.insert(
-                conn,
+                tx.sessions.set_failures(clear_failures, LoginFailures())
+            tx.tokens.add(
                 user_id=user_id,
                 token_hash=_hash_token(refresh),
                 family_id=family_id,
@@ -288,7 +283,7 @@ class AuthService:
                 expires_at=now + self._settings.refresh_ttl_s * 1000,
             )
 
-        await self._db.write(work)
+        await self._uow.write(work)
         return TokenPair(
             self._access_token(user_id, family_id), refresh, self._settings.access_ttl_s
         )

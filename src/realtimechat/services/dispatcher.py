@@ -11,10 +11,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from functools import partial
 from typing import Any
-
-from sqlalchemy.engine import Connection
 
 from realtimechat.domain.notifications import Job, backoff_s
 from realtimechat.ids import now_ms
@@ -27,9 +24,8 @@ from realtimechat.providers.base import (
     TokenUnregistered,
 )
 from realtimechat.providers.factory import Providers
+from realtimechat.services.uow import Tx, UnitOfWork
 from realtimechat.settings import NotifySettings
-from realtimechat.storage import notifications as notes
-from realtimechat.storage.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +60,16 @@ class NotificationDispatcher:
     def __init__(
         self,
         *,
-        db: Database,
+        uow: UnitOfWork,
         providers: Providers,
         settings: NotifySettings,
         clock: Callable[[], int] = now_ms,
     ) -> None:
-        self._db = db
+        self._uow = uow
         self._providers = providers
         self._settings = settings
         self._clock = clock
         self.sent = 0
-        self.failed_attempts = 0
         self._failing = False
 
     def _open_kinds(self, flags: dict[str, bool]) -> list[str]:
@@ -90,14 +85,16 @@ class NotificationDispatcher:
 
     async def run_once(self) -> int:
         """Claim one batch of due jobs and work it off; how many were claimed."""
-        flags = await self._db.read(notes.flags)
+        flags = await self._uow.read(lambda tx: tx.flags.all())
         kinds = self._open_kinds(flags)
         if not kinds:
             return 0
         now = self._clock()
         lease_ms = int(self._settings.lease_s * 1000)
         batch = self._settings.batch
-        jobs = await self._db.write(lambda c: notes.claim_jobs(c, kinds, now, lease_ms, batch))
+        jobs = await self._uow.write(
+            lambda tx: tx.notifications.claim_jobs(kinds, now, lease_ms, batch)
+        )
         if not jobs:
             return 0
         emails: defaultdict[str, list[Job]] = defaultdict(list)
@@ -132,11 +129,11 @@ class NotificationDispatcher:
                 await asyncio.sleep(self._settings.poll_s)
 
     async def _push(self, job: Job) -> None:
-        def read(conn: Connection) -> tuple[dict[str, Any] | None, list[Any]]:
-            ctx = notes.job_context(conn, job.channel_id, job.seq, job.user_id)
-            return ctx, notes.user_devices(conn, job.user_id)
+        def read(tx: Tx) -> tuple[dict[str, Any] | None, list[Any]]:
+            ctx = tx.notifications.job_context(job.channel_id, job.seq, job.user_id)
+            return ctx, tx.notifications.devices(job.user_id)
 
-        ctx, devices = await self._db.read(read)
+        ctx, devices = await self._uow.read(read)
         reason = _skip_reason(job, ctx)
         if reason is None and not devices:
             reason = "no device registered"
@@ -162,7 +159,7 @@ class NotificationDispatcher:
         delivered = 0
         for device, result in zip(devices, results, strict=True):
             if isinstance(result, TokenUnregistered):
-                await self._db.write(partial(notes.forget_token, token=device.token))
+                await self._forget_token(device.token)
                 log.info("push token unregistered: device %s forgotten", device.id)
             elif isinstance(result, ProviderError):
                 errors.append(result)
@@ -178,14 +175,17 @@ class NotificationDispatcher:
         else:
             await self._finish([job], "skipped", "every device token was unregistered")
 
+    async def _forget_token(self, token: str) -> None:
+        await self._uow.write(lambda tx: tx.notifications.forget_token(token))
+
     async def _email(self, user_id: str, jobs: list[Job]) -> None:
         """One e-mail for all of a user's due unread items."""
 
-        def read(conn: Connection) -> tuple[str | None, list[dict[str, Any] | None]]:
-            contexts = [notes.job_context(conn, j.channel_id, j.seq, j.user_id) for j in jobs]
-            return notes.user_email(conn, user_id), contexts
+        def read(tx: Tx) -> tuple[str | None, list[dict[str, Any] | None]]:
+            contexts = [tx.notifications.job_context(j.channel_id, j.seq, j.user_id) for j in jobs]
+            return tx.users.email(user_id), contexts
 
-        address, contexts = await self._db.read(read)
+        address, contexts = await self._uow.read(read)
         due: list[tuple[Job, dict[str, Any]]] = []
         for job, ctx in zip(jobs, contexts, strict=True):
             reason = _skip_reason(job, ctx)
@@ -216,7 +216,8 @@ class NotificationDispatcher:
 
     async def _finish(self, jobs: list[Job], state: str, why: str | None) -> None:
         ids = [j.id for j in jobs]
-        await self._db.write(lambda c: notes.finish_jobs(c, ids, state, self._clock(), why))
+        now = self._clock()
+        await self._uow.write(lambda tx: tx.notifications.finish_jobs(ids, state, now, why))
         if state == "sent":
             self.sent += len(jobs)
         for job in jobs:
@@ -230,9 +231,10 @@ class NotificationDispatcher:
         if isinstance(exc, Refused):
             # Never reached the provider: wait for the breaker, and keep the attempt.
             due = now + int((exc.retry_after or self._settings.backoff_base_s) * 1000)
-            await self._db.write(lambda c: notes.retry_jobs(c, ids, due, now, error, refund=True))
+            await self._uow.write(
+                lambda tx: tx.notifications.retry_jobs(ids, due, now, error, refund=True)
+            )
             return
-        self.failed_attempts += len(jobs)
         attempts = max(j.attempts for j in jobs)
         if not exc.retryable or attempts >= self._settings.max_attempts:
             await self._finish(jobs, "dead", error)
@@ -241,8 +243,7 @@ class NotificationDispatcher:
         delay = backoff_s(
             attempts, self._settings.backoff_base_s, self._settings.backoff_max_s, exc.retry_after
         )
-        await self._db.write(
-            lambda c: notes.retry_jobs(c, ids, now + int(delay * 1000), now, error)
-        )
+        due_at = now + int(delay * 1000)
+        await self._uow.write(lambda tx: tx.notifications.retry_jobs(ids, due_at, now, error))
         for job in jobs:
             metrics.NOTIFICATION_RESULTS.labels(job.kind, "retried").inc()

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy.engine import Connection
-
 from realtimechat.blobs.base import (
     DigestMismatch,
     LinkError,
@@ -46,18 +44,15 @@ from realtimechat.domain.errors import (
 from realtimechat.domain.files import FileRecord, declared_problem, file_id_of_key, storage_key
 from realtimechat.domain.models import Channel
 from realtimechat.ids import new_id, now_ms
+from realtimechat.services.uow import Tx, UnitOfWork
 from realtimechat.settings import FileSettings
-from realtimechat.storage import files as repo
-from realtimechat.storage import notifications as flags_repo
-from realtimechat.storage import repositories as chat_repo
-from realtimechat.storage.database import Database
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
 def resolve_attachments(
-    conn: Connection, user_id: str, channel: Channel, file_ids: list[Any]
+    tx: Tx, user_id: str, channel: Channel, file_ids: list[Any]
 ) -> list[FileRecord]:
     """The files a message may carry: ready, of the channel's team (for a DM: any the
     sender may see), and visible to the sender. Anything else is refused whole."""
@@ -65,7 +60,7 @@ def resolve_attachments(
         raise InvalidAttachment("attachments are file ids (strings)", field="attachments")
     if len(set(file_ids)) != len(file_ids):
         raise InvalidAttachment("an attachment is listed twice", field="attachments")
-    found = repo.files_by_ids(conn, file_ids)
+    found = tx.files.by_ids(file_ids)
     out = []
     for file_id in file_ids:
         f = found.get(file_id)
@@ -73,7 +68,7 @@ def resolve_attachments(
             f is not None
             and f.state == "ready"
             and (channel.team_id is None or f.team_id == channel.team_id)
-            and repo.may_download(conn, f, user_id)
+            and tx.files.may_download(f, user_id)
         )
         if f is None or not ok:
             raise InvalidAttachment(
@@ -114,12 +109,12 @@ class FileService:
     def __init__(
         self,
         *,
-        db: Database,
+        uow: UnitOfWork,
         store: ObjectStore,
         settings: FileSettings,
         clock: Callable[[], int] = now_ms,
     ) -> None:
-        self._db = db
+        self._uow = uow
         self.store = store
         self._settings = settings
         self._clock = clock  # UTC milliseconds
@@ -168,7 +163,7 @@ class FileService:
                 size=size,
                 max_bytes=limit,
             )
-        if not (await self._db.read(flags_repo.flags)).get("uploads", True):
+        if not (await self._uow.read(lambda tx: tx.flags.all())).get("uploads", True):
             raise FeatureDisabled(detail="uploads are switched off for now; try again later")
         quota = self._settings.team_quota_bytes
         at = self._clock()
@@ -188,23 +183,23 @@ class FileService:
 
         live_since = self._live_since(at)
 
-        def work(conn: Connection) -> list[FileRecord]:
-            if chat_repo.team_role(conn, team_id, user_id) is None:
+        def work(tx: Tx) -> list[FileRecord]:
+            if tx.teams.role(team_id, user_id) is None:
                 raise NotFound("team not found")
             # Expired reservations stop counting now, not at the next reconciliation.
-            expired = repo.expire_pending(conn, team_id, live_since, at)
-            self._check_pending(*repo.pending_of_user(conn, user_id, live_since), size)
-            if not repo.reserve(conn, team_id, size, quota):
-                used = repo.used_bytes(conn, team_id)
+            expired = tx.files.expire_pending(team_id, live_since, at)
+            self._check_pending(*tx.files.pending_of_user(user_id, live_since), size)
+            if not tx.files.reserve(team_id, size, quota):
+                used = tx.files.used_bytes(team_id)
                 raise QuotaExceeded(
                     f"the team uses {used} of {quota} bytes; {size} more do not fit",
                     used_bytes=used,
                     quota_bytes=quota,
                 )
-            repo.insert_file(conn, f, at)
+            tx.files.add(f, at)
             return expired
 
-        for gone in await self._db.write(work):
+        for gone in await self._uow.write(work):
             await self._delete_bytes(gone.storage_key)
         ttl = self._settings.url_ttl_s
         target = self.store.upload_target(
@@ -253,8 +248,8 @@ class FileService:
                 f"bytes with sha256 {f.sha256}. The upload was discarded and its quota "
                 "given back.",
             )
-        moved = await self._db.write(
-            lambda c: repo.set_state(c, f.id, "pending", "ready", self._clock())
+        moved = await self._uow.write(
+            lambda tx: tx.files.set_state(f.id, "pending", "ready", self._clock())
         )
         if not moved:
             raise Conflict("this upload was cancelled while it was being completed")
@@ -268,7 +263,7 @@ class FileService:
 
     async def begin_upload(self, key: str) -> FileRecord:
         """The pending upload whose signed URL names `key`, if it still takes bytes."""
-        f = await self._db.read(lambda c: repo.file_by_id(c, file_id_of_key(key)))
+        f = await self._uow.read(lambda tx: tx.files.get(file_id_of_key(key)))
         if f is None or f.storage_key != key:
             raise NotFound("no upload is waiting at this URL")
         await self._refuse_unless_open(f)
@@ -280,7 +275,7 @@ class FileService:
         A cancel or expiry that raced the upload may have deleted the object before
         this write replaced it; whoever looks last removes it, so nothing is left.
         """
-        current = await self._db.read(lambda c: repo.file_by_id(c, f.id))
+        current = await self._uow.read(lambda tx: tx.files.get(f.id))
         try:
             await self._refuse_unless_open(current or replace(f, state="deleted"))
         except (UploadCancelled, UploadExpired):
@@ -303,13 +298,13 @@ class FileService:
     async def get(self, user_id: str, file_id: str) -> FileRecord:
         """A ready file the user may see (else 404, as for one that does not exist)."""
 
-        def work(conn: Connection) -> FileRecord:
-            f = repo.file_by_id(conn, file_id)
-            if f is None or f.state != "ready" or not repo.may_download(conn, f, user_id):
+        def work(tx: Tx) -> FileRecord:
+            f = tx.files.get(file_id)
+            if f is None or f.state != "ready" or not tx.files.may_download(f, user_id):
                 raise NotFound("file not found")
             return f
 
-        return await self._db.read(work)
+        return await self._uow.read(work)
 
     async def download_url(self, user_id: str, file_id: str, base_url: str) -> str:
         """A signed, expiring URL of a file the user may download."""
@@ -331,36 +326,36 @@ class FileService:
         is lost for the link too.
         """
 
-        def work(conn: Connection) -> FileRecord:
-            f = repo.file_by_id(conn, file_id_of_key(key))
+        def work(tx: Tx) -> FileRecord:
+            f = tx.files.get(file_id_of_key(key))
             if (
                 f is None
                 or f.storage_key != key
                 or f.state != "ready"
-                or (viewer is not None and not repo.may_download(conn, f, viewer))
+                or (viewer is not None and not tx.files.may_download(f, viewer))
             ):
                 raise NotFound("file not found")
             return f
 
-        return await self._db.read(work)
+        return await self._uow.read(work)
 
     async def usage(self, user_id: str, team_id: str) -> dict[str, Any]:
         live_since = self._live_since(self._clock())
 
-        def work(conn: Connection) -> dict[str, Any]:
-            if chat_repo.team_role(conn, team_id, user_id) is None:
+        def work(tx: Tx) -> dict[str, Any]:
+            if tx.teams.role(team_id, user_id) is None:
                 raise NotFound("team not found")
             # Expired reservations no longer count, even before they are released.
-            expired = repo.expired_pending_bytes(conn, team_id, live_since)
+            expired = tx.files.expired_pending_bytes(team_id, live_since)
             return {
                 "team_id": team_id,
-                "used_bytes": max(repo.used_bytes(conn, team_id) - expired, 0),
+                "used_bytes": max(tx.files.used_bytes(team_id) - expired, 0),
                 "quota_bytes": self._settings.team_quota_bytes,
-                "files": repo.team_file_count(conn, team_id, live_since),
+                "files": tx.files.team_file_count(team_id, live_since),
                 "max_file_bytes": self._settings.max_file_bytes,
             }
 
-        return await self._db.read(work)
+        return await self._uow.read(work)
 
     async def reconcile(self, now: int | None = None) -> ReconcileReport:
         """Remove abandoned uploads and orphaned objects; correct usage counters."""
@@ -368,7 +363,7 @@ class FileService:
         report = ReconcileReport()
         before = self._live_since(now)
         while True:
-            stale = await self._db.read(lambda c: repo.stale_pending(c, before, 100))
+            stale = await self._uow.read(lambda tx: tx.files.stale_pending(before, 100))
             for f in stale:
                 await self._discard(f)
                 report.abandoned.append(f.id)
@@ -376,18 +371,18 @@ class FileService:
                 break
         # Keys listed before the rows are read: an upload created in between has a row.
         stored = await self._guard(self.store.keys("teams/"))
-        live = await self._db.read(repo.live_keys)
+        live = await self._uow.read(lambda tx: tx.files.live_keys())
         for key in stored:
             if key not in live:
                 await self._guard(self.store.delete(key))
                 report.orphans.append(key)
-        report.usage = await self._db.write(repo.recount_usage)
+        report.usage = await self._uow.write(lambda tx: tx.files.recount_usage())
         if report:
             log.info("file reconciliation fixed: %s", report.to_json())
         return report
 
     async def _own(self, user_id: str, file_id: str) -> FileRecord:
-        f = await self._db.read(lambda c: repo.file_by_id(c, file_id))
+        f = await self._uow.read(lambda tx: tx.files.get(file_id))
         if f is None or f.uploader_id != user_id:
             raise NotFound("file not found")
         return f
@@ -399,13 +394,13 @@ class FileService:
         reconciliation removes; a row pointing at removed bytes would be worse.
         """
 
-        def work(conn: Connection) -> None:
+        def work(tx: Tx) -> None:
             for state in ("pending", "ready"):
-                if repo.set_state(conn, f.id, state, "deleted", self._clock()):
-                    repo.release(conn, f.team_id, f.size)
+                if tx.files.set_state(f.id, state, "deleted", self._clock()):
+                    tx.files.release(f.team_id, f.size)
                     return
 
-        await self._db.write(work)
+        await self._uow.write(work)
         await self._delete_bytes(f.storage_key)
 
     async def _delete_bytes(self, key: str) -> None:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import orjson
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection
 
-from realtimechat.bus.base import Bus
 from realtimechat.domain.errors import (
+    AlreadyExists,
     Forbidden,
     IdempotencyMismatch,
     InvalidAttachment,
@@ -22,16 +21,13 @@ from realtimechat.domain.errors import (
 )
 from realtimechat.domain.models import Event, Message
 from realtimechat.domain.notifications import PlannedJob, Timing, mentions, plan, reach
+from realtimechat.domain.records import SendSlot
 from realtimechat.domain.text import line_problem, text_problem
 from realtimechat.ids import new_id, now_ms
 from realtimechat.services.channels import ADMIN_ROLES, member_channel, visible_channel
-from realtimechat.services.events import append_event, publish_result
 from realtimechat.services.files import resolve_attachments
+from realtimechat.services.uow import Tx, UnitOfWork
 from realtimechat.settings import LimitSettings, NotifySettings
-from realtimechat.storage import files as files_repo
-from realtimechat.storage import notifications as notes
-from realtimechat.storage import repositories as repo
-from realtimechat.storage.database import Database
 
 MAX_ATTACHMENTS = 10
 
@@ -47,17 +43,17 @@ def tombstone(msg: Message, at: int) -> Message:
     return replace(msg, body="", attachments=[], deleted_at=at, version=msg.version + 1)
 
 
-def _find(conn: Connection, message_id: str, user_id: str) -> Message:
+def _find(tx: Tx, message_id: str, user_id: str) -> Message:
     """The message if its channel is visible to the user.
 
     A message in a channel the user cannot see is as unknown as one that does not
     exist: same error, same words.
     """
-    msg = repo.message_by_id(conn, message_id)
+    msg = tx.messages.get(message_id)
     if msg is None:
         raise NotFound("message not found")
     try:
-        visible_channel(conn, msg.channel_id, user_id)
+        visible_channel(tx, msg.channel_id, user_id)
     except NotFound:
         raise NotFound("message not found") from None
     return msg
@@ -67,11 +63,16 @@ class MessageService:
     """Messages: idempotent send, versioned edit and delete, history, event pages."""
 
     def __init__(
-        self, *, db: Database, bus: Bus, limits: LimitSettings, notify: NotifySettings
+        self,
+        *,
+        uow: UnitOfWork,
+        limits: LimitSettings,
+        notify: NotifySettings,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
-        self._db = db
+        self._uow = uow
         self._limits = limits
-        self._publish = publish_result(bus)
+        self._clock = clock
         self._timing = Timing(
             small_channel_max=notify.small_channel_max,
             small_channel_push_delay_ms=int(notify.small_channel_push_delay_s * 1000),
@@ -113,28 +114,28 @@ class MessageService:
         self._check_body(body, attachments)
         fingerprint = request_hash(channel_id, body, attachments)
 
-        def work(conn: Connection) -> tuple[Message, Event | None]:
-            slot = repo.next_seq_for_new_send(
-                conn, channel_id, user_id, client_msg_id, self._timing.small_channel_max
+        def work(tx: Tx) -> tuple[Message, bool]:
+            slot = tx.channels.next_seq_for_new_send(
+                channel_id, user_id, client_msg_id, self._timing.small_channel_max
             )
             if slot is None:  # a retry, or not a member: find out which (rare, so slower)
-                found = repo.message_by_client_id(conn, user_id, client_msg_id)
+                found = tx.messages.by_client_id(user_id, client_msg_id)
                 if found is not None:
                     msg, stored = found
                     if stored != fingerprint:
                         raise IdempotencyMismatch()
-                    return msg, None
-                channel, _ = member_channel(conn, channel_id, user_id)
-                slot = repo.SendSlot(
-                    repo.next_seq(conn, channel_id),
+                    return msg, False
+                channel, _ = member_channel(tx, channel_id, user_id)
+                slot = SendSlot(
+                    tx.channels.next_seq(channel_id),
                     channel.kind,
-                    repo.member_count(conn, channel_id),
+                    tx.channels.member_count(channel_id),
                 )
             shared = []
             if attachments:
-                channel, _ = member_channel(conn, channel_id, user_id)
-                shared = resolve_attachments(conn, user_id, channel, attachments)
-            at = now_ms()
+                channel, _ = member_channel(tx, channel_id, user_id)
+                shared = resolve_attachments(tx, user_id, channel, attachments)
+            at = self._clock()
             msg = Message(
                 new_id(),
                 channel_id,
@@ -149,21 +150,20 @@ class MessageService:
                 None,
             )
             ev = Event(channel_id, slot.seq, "message.created", orjson.dumps(msg.to_json()), at)
-            jobs = self._jobs(conn, msg, slot)
-            repo.insert_sent_message(conn, msg, fingerprint, ev, jobs)
+            jobs = self._jobs(tx, msg, slot)
+            tx.messages.add(msg, fingerprint, ev, jobs)
             if shared:
-                files_repo.share(conn, msg.id, channel_id, [f.id for f in shared])
-            return msg, ev
+                tx.files.share(msg.id, channel_id, [f.id for f in shared])
+            return msg, True
 
         try:
-            msg, ev = await self._db.write(work, on_commit=self._publish)
-        except sa_exc.IntegrityError:
+            return await self._uow.write(work)
+        except AlreadyExists:
             # Two tries of one send raced past the lookup in parallel transactions (not
             # on SQLite's single writer, but on a pooled database): the other one won.
-            msg, ev = await self._db.write(work, on_commit=self._publish)
-        return msg, ev is not None
+            return await self._uow.write(work)
 
-    def _jobs(self, conn: Connection, msg: Message, slot: repo.SendSlot) -> list[PlannedJob]:
+    def _jobs(self, tx: Tx, msg: Message, slot: SendSlot) -> list[PlannedJob]:
         """The message's notification jobs, to be written in its own transaction."""
         who = reach(slot.kind, slot.members, msg.body, self._timing.small_channel_max)
         if who is None:
@@ -171,65 +171,55 @@ class MessageService:
         recipients = slot.recipients
         if who == "mention" or recipients is None:
             keys = mentions(msg.body) if who == "mention" else None
-            recipients = notes.recipients(conn, msg.channel_id, msg.sender_id, keys)
+            recipients = tx.notifications.recipients(msg.channel_id, msg.sender_id, keys)
         return plan(who, msg.body, recipients, self._timing, msg.created_at)
 
     async def get(self, user_id: str, message_id: str) -> Message:
-        def work(conn: Connection) -> Message:
-            msg = _find(conn, message_id, user_id)
-            return msg
-
-        return await self._db.read(work)
+        return await self._uow.read(lambda tx: _find(tx, message_id, user_id))
 
     async def edit(self, user_id: str, message_id: str, body: str, if_match: int) -> Message:
         """Change the body of your own message if it is still at version `if_match`."""
         self._check_body(body, [])
 
-        def work(conn: Connection) -> tuple[Message, Event]:
-            msg = _find(conn, message_id, user_id)
-            member_channel(conn, msg.channel_id, user_id)
+        def work(tx: Tx) -> Message:
+            msg = _find(tx, message_id, user_id)
+            member_channel(tx, msg.channel_id, user_id)
             if msg.sender_id != user_id:
                 raise Forbidden("only the author edits a message")
             if msg.deleted_at is not None:
                 raise MessageDeleted()
             if msg.version != if_match:
                 raise PreconditionFailed(current_version=msg.version)
-            at = now_ms()
+            at = self._clock()
             edited = replace(msg, body=body, version=msg.version + 1, edited_at=at)
-            repo.update_message(conn, edited)
-            ev = append_event(
-                conn, msg.channel_id, "message.updated", edited.to_json(), message_id=msg.id
-            )
-            return edited, ev
+            tx.messages.update(edited)
+            tx.events.append(msg.channel_id, "message.updated", edited.to_json(), message_id=msg.id)
+            return edited
 
-        edited, _ev = await self._db.write(work, on_commit=self._publish)
-        return edited
+        return await self._uow.write(work)
 
     async def delete(self, user_id: str, message_id: str, if_match: int) -> Message:
         """Delete a message (its author or a channel admin); answers the tombstone."""
 
-        def work(conn: Connection) -> tuple[Message, Event | None]:
-            msg = _find(conn, message_id, user_id)
-            _, role = member_channel(conn, msg.channel_id, user_id)
+        def work(tx: Tx) -> Message:
+            msg = _find(tx, message_id, user_id)
+            _, role = member_channel(tx, msg.channel_id, user_id)
             if msg.sender_id != user_id and role not in ADMIN_ROLES:
                 raise Forbidden("only the author or a channel admin deletes a message")
             if msg.version != if_match:
                 raise PreconditionFailed(current_version=msg.version)
             if msg.deleted_at is not None:
-                return msg, None  # deleting twice changes nothing
-            gone = tombstone(msg, now_ms())
-            repo.update_message(conn, gone)
-            files_repo.unshare_message(conn, msg.id)
+                return msg  # deleting twice changes nothing
+            gone = tombstone(msg, self._clock())
+            tx.messages.update(gone)
+            tx.files.unshare_message(msg.id)
             data = orjson.dumps(gone.to_json())
             # Deleted text must not survive in the event log either.
-            repo.scrub_message_events(conn, msg.id, data)
-            ev = append_event(
-                conn, msg.channel_id, "message.deleted", gone.to_json(), message_id=msg.id
-            )
-            return gone, ev
+            tx.messages.scrub_events(msg.id, data)
+            tx.events.append(msg.channel_id, "message.deleted", gone.to_json(), message_id=msg.id)
+            return gone
 
-        gone, _ev = await self._db.write(work, on_commit=self._publish)
-        return gone
+        return await self._uow.write(work)
 
     async def history(
         self, user_id: str, channel_id: str, before_seq: int | None, limit: int
@@ -237,12 +227,12 @@ class MessageService:
         """Messages newest first, before `before_seq`; (page, has_more)."""
         limit = self._page(limit)
 
-        def work(conn: Connection) -> tuple[list[Message], bool]:
-            visible_channel(conn, channel_id, user_id)
-            rows = repo.history(conn, channel_id, before_seq, limit + 1)
+        def work(tx: Tx) -> tuple[list[Message], bool]:
+            visible_channel(tx, channel_id, user_id)
+            rows = tx.messages.history(channel_id, before_seq, limit + 1)
             return rows[:limit], len(rows) > limit
 
-        return await self._db.read(work)
+        return await self._uow.read(work)
 
     async def events(
         self, user_id: str, channel_id: str, after_seq: int, limit: int
@@ -250,16 +240,16 @@ class MessageService:
         """Events in seq order after `after_seq`; (page, has_more)."""
         limit = self._page(limit)
 
-        def work(conn: Connection) -> tuple[list[Event], bool]:
-            visible_channel(conn, channel_id, user_id)
-            rows = repo.events_after(conn, channel_id, after_seq, limit + 1)
+        def work(tx: Tx) -> tuple[list[Event], bool]:
+            visible_channel(tx, channel_id, user_id)
+            rows = tx.events.after(channel_id, after_seq, limit + 1)
             return rows[:limit], len(rows) > limit
 
-        return await self._db.read(work)
+        return await self._uow.read(work)
 
     async def replay(self, channel_id: str, after_seq: int, limit: int) -> list[Event]:
         """Stored events for a live session that is already known to be a member."""
-        return await self._db.read(lambda c: repo.events_after(c, channel_id, after_seq, limit))
+        return await self._uow.read(lambda tx: tx.events.after(channel_id, after_seq, limit))
 
     def _page(self, limit: int) -> int:
         if not 1 <= limit <= self._limits.page_max:

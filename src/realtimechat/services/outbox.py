@@ -17,8 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from realtimechat.domain.models import Event
 from realtimechat.ids import now_ms
-from realtimechat.storage import repositories as repo
-from realtimechat.storage.database import Database
+from realtimechat.services.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +27,8 @@ Publish = Callable[[Sequence[Event]], Awaitable[None]]
 class OutboxAcks:
     """Deletes the outbox rows of published events, many per transaction."""
 
-    def __init__(self, *, db: Database, interval_s: float = 0.1, max_keys: int = 5000) -> None:
-        self._db = db
+    def __init__(self, *, uow: UnitOfWork, interval_s: float = 0.1, max_keys: int = 5000) -> None:
+        self._uow = uow
         self._interval_s = interval_s
         self._max_keys = max_keys
         self._keys: list[tuple[str, int]] = []
@@ -69,7 +68,7 @@ class OutboxAcks:
     async def _flush(self) -> None:
         keys, self._keys = self._keys, []
         if keys:
-            await self._db.write(lambda c: repo.delete_outbox(c, keys))
+            await self._uow.write(lambda tx: tx.outbox.delete(keys))
             self.acked += len(keys)
 
 
@@ -79,7 +78,7 @@ class OutboxRelay:
     def __init__(
         self,
         *,
-        db: Database,
+        uow: UnitOfWork,
         publish: Publish,
         delay_ms: int = 2000,
         claim_ms: int = 10_000,
@@ -87,7 +86,7 @@ class OutboxRelay:
         interval_s: float = 0.5,
         clock: Callable[[], int] = now_ms,
     ) -> None:
-        self._db = db
+        self._uow = uow
         self._publish = publish
         self._delay_ms = delay_ms
         self._claim_ms = claim_ms
@@ -99,9 +98,8 @@ class OutboxRelay:
     async def run_once(self) -> int:
         """Claim, publish and delete one batch of due rows; how many were published."""
         now = self._clock()
-        events = await self._db.write(
-            lambda c: repo.claim_outbox(
-                c,
+        events = await self._uow.write(
+            lambda tx: tx.outbox.claim(
                 older_than=now - self._delay_ms,
                 now=now,
                 until=now + self._claim_ms,
@@ -112,9 +110,8 @@ class OutboxRelay:
             return 0
         # A failure here leaves the rows claimed: they are tried again when the claim lapses.
         await self._publish(events)
-        await self._db.write(
-            lambda c: repo.delete_outbox(c, [(e.channel_id, e.seq) for e in events])
-        )
+        keys = [(e.channel_id, e.seq) for e in events]
+        await self._uow.write(lambda tx: tx.outbox.delete(keys))
         self.relayed += len(events)
         log.info("outbox relay published %d events the fast path missed", len(events))
         return len(events)

@@ -15,8 +15,7 @@ from collections.abc import Callable, Collection
 
 from realtimechat.ids import now_ms
 from realtimechat.observability import metrics
-from realtimechat.storage import sessions as rows
-from realtimechat.storage.database import Database
+from realtimechat.services.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +29,10 @@ OnRevoked = Callable[[Collection[str]], object]
 class Revocations:
     """The revoked logins this node knows, with listeners told of each new one."""
 
-    def __init__(self, *, db: Database, poll_s: float, clock: Callable[[], int] = now_ms) -> None:
-        self._db = db
+    def __init__(
+        self, *, uow: UnitOfWork, poll_s: float, clock: Callable[[], int] = now_ms
+    ) -> None:
+        self._uow = uow
         self._poll_s = poll_s
         self._clock = clock
         self._revoked: dict[str, int] = {}  # session id -> when its last token expires
@@ -65,7 +66,7 @@ class Revocations:
         """Read revocations from the database (all at first, then recent ones)."""
         now = self._clock()
         since = 0 if self._polled_at is None else self._polled_at - OVERLAP_MS
-        found = await self._db.read(lambda c: rows.revoked_since(c, since, now))
+        found = await self._uow.read(lambda tx: tx.sessions.revoked_since(since, now))
         self._polled_at = now
         self._revoked = {sid: exp for sid, exp in self._revoked.items() if exp > now}
         return self.learn(found)

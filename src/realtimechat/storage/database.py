@@ -1,8 +1,9 @@
 """The database runner: every unit of work reaches the database thread once.
 
-A unit of work is a plain synchronous function over a SQLAlchemy Connection.
-It runs whole on a database thread, so a send costs one hop between the event
-loop and that thread instead of one per statement.
+A job is a plain synchronous function over a SQLAlchemy Connection (storage/uow.py
+wraps a service's unit of work in one). It runs whole on a database thread, so a
+send costs one hop between the event loop and that thread instead of one per
+statement.
 
 On SQLite one writer thread runs the write jobs. Jobs that queue up while a
 commit is in progress share the next transaction (group commit); should one
@@ -31,10 +32,9 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from realtimechat.domain.errors import Conflict, Overloaded, Unavailable
+from realtimechat.domain.errors import AlreadyExists, Conflict, Overloaded, Unavailable
 from realtimechat.observability import metrics, tracing
 from realtimechat.settings import Settings
-from realtimechat.storage.repositories import OUTBOX
 
 T = TypeVar("T")
 Work = Callable[[Connection], T]
@@ -132,17 +132,29 @@ def _is_foreign_key_violation(exc: sa.exc.IntegrityError) -> bool:
     return getattr(orig, "sqlite_errorname", None) == "SQLITE_CONSTRAINT_FOREIGNKEY"
 
 
+def _is_unique_violation(exc: sa.exc.IntegrityError) -> bool:
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) == "23505":  # PostgreSQL unique_violation
+        return True
+    return getattr(orig, "sqlite_errorname", None) in (
+        "SQLITE_CONSTRAINT_UNIQUE",
+        "SQLITE_CONSTRAINT_PRIMARYKEY",
+    )
+
+
 def domain_error(exc: sa.exc.IntegrityError) -> Conflict | None:
-    """The client-facing error for an integrity error a unit of work let escape, if any.
+    """The domain error for an integrity error a unit of work let escape, if any.
 
     A foreign-key violation means the request refers to a row that is not there (an
     access token of an account that no longer exists, a channel deleted meanwhile):
-    a 409, not a 500. Unique violations stay as they are: they are races that the
-    services resolve themselves (a retried send finds the stored message, a register
-    race answers email_taken).
+    a 409, not a 500. A unique violation is a race another transaction won, which
+    the services resolve themselves as `AlreadyExists` (a retried send finds the
+    stored message, a register race answers email_taken).
     """
     if _is_foreign_key_violation(exc):
         return Conflict("the request refers to something that does not exist (any more)")
+    if _is_unique_violation(exc):
+        return AlreadyExists()
     return None
 
 
@@ -164,10 +176,8 @@ def _postgres_engine(url: str, settings: Settings, *, pool_size: int) -> Engine:
 class Database:
     """Runs units of work on database threads and hands results back to the loop."""
 
-    def __init__(self, settings: Settings, *, outbox: bool = False) -> None:
-        """`outbox`: every event also gets an outbox row (a bus that can lose it)."""
+    def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._outbox = outbox
         url = settings.db_url()
         self.url = url
         if url.startswith("sqlite"):
@@ -333,7 +343,6 @@ class Database:
             try:
                 if conn is None:
                     conn = self._write_engine.connect()
-                    conn.info[OUTBOX] = self._outbox
                 self._run_batch(conn, batch)
             except Exception as exc:  # the connection itself failed: fail the whole batch
                 if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):

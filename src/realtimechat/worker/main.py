@@ -17,10 +17,8 @@ from realtimechat.providers.factory import Providers
 from realtimechat.services.dispatcher import NotificationDispatcher
 from realtimechat.services.files import FileService
 from realtimechat.services.outbox import OutboxRelay, Publish
+from realtimechat.services.uow import UnitOfWork
 from realtimechat.settings import Settings
-from realtimechat.storage import notifications as notes
-from realtimechat.storage import sessions, tokens
-from realtimechat.storage.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +38,19 @@ class Worker:
     def __init__(
         self,
         *,
-        db: Database,
+        uow: UnitOfWork,
         publish: Publish | None,
         settings: Settings,
         files: FileService,
         providers: Providers,
     ) -> None:
-        self._db = db
+        self._uow = uow
         self.files = files
         self._reconcile_s = settings.files.reconcile_s
-        self.relay = None if publish is None else OutboxRelay(db=db, publish=publish)
+        self.relay = None if publish is None else OutboxRelay(uow=uow, publish=publish)
         self.providers = providers
         self.dispatcher = NotificationDispatcher(
-            db=db, providers=self.providers, settings=settings.notify
+            uow=uow, providers=self.providers, settings=settings.notify
         )
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -80,11 +78,13 @@ class Worker:
     async def housekeeping(self, now: int | None = None) -> tuple[int, int]:
         """Delete expired refresh tokens and old finished notification jobs; (tokens, jobs)."""
         now = now_ms() if now is None else now
-        expired = await self._db.write(lambda c: tokens.delete_expired(c, now))
-        await self._db.write(lambda c: sessions.delete_expired_revocations(c, now))
-        await self._db.write(lambda c: sessions.delete_stale_failures(c, now - STALE_FAILURES_MS))
-        finished = await self._db.write(
-            lambda c: notes.delete_finished(c, now - FINISHED_JOBS_KEPT_MS, now - DEAD_JOBS_KEPT_MS)
+        expired = await self._uow.write(lambda tx: tx.tokens.delete_expired(now))
+        await self._uow.write(lambda tx: tx.sessions.delete_expired_revocations(now))
+        await self._uow.write(lambda tx: tx.sessions.delete_stale_failures(now - STALE_FAILURES_MS))
+        finished = await self._uow.write(
+            lambda tx: tx.notifications.delete_finished(
+                now - FINISHED_JOBS_KEPT_MS, now - DEAD_JOBS_KEPT_MS
+            )
         )
         if expired or finished:
             log.info(

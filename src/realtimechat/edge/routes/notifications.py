@@ -12,7 +12,7 @@ from starlette.responses import Response
 from realtimechat.domain.errors import NotFound, Unauthorized
 from realtimechat.domain.notifications import Device
 from realtimechat.edge.auth import CurrentUser
-from realtimechat.edge.deps import Config, Db, Notifications
+from realtimechat.edge.deps import Config, Notifications, Uow
 from realtimechat.edge.responses import json
 from realtimechat.edge.schemas import (
     ChannelNotificationsIn,
@@ -23,7 +23,7 @@ from realtimechat.edge.schemas import (
     NotificationSettingsIn,
 )
 from realtimechat.ids import iso
-from realtimechat.services.notifications import Flag, read_flags, set_flag
+from realtimechat.services.flags import Flag, read_flags, set_flag
 
 router = APIRouter(prefix="/api/v1")
 
@@ -105,11 +105,13 @@ Admin = Annotated[None, Depends(admin)]
 
 
 @router.get("/admin/flags", tags=["admin"])
-async def list_flags(_: Admin, db: Db) -> Response:
-    return json({"flags": [_flag(f) for f in await read_flags(db)]})
+async def list_flags(_: Admin, uow: Uow) -> Response:
+    return json({"flags": [_flag(f) for f in await read_flags(uow)]})
 
 
 @router.put("/admin/flags/{name}", tags=["admin"])
-async def put_flag(name: Annotated[Line, MaxLen(100)], body: FlagIn, _: Admin, db: Db) -> Response:
+async def put_flag(
+    name: Annotated[Line, MaxLen(100)], body: FlagIn, _: Admin, uow: Uow
+) -> Response:
     """Switch a feature on or off at runtime, on every node."""
-    return json(_flag(await set_flag(db, name, body.enabled)))
+    return json(_flag(await set_flag(uow, name, body.enabled)))
