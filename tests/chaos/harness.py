@@ -41,7 +41,7 @@ import httpx
 import orjson
 import psycopg
 
-from realtimechat.client import ChatClient, ClientOptions, LiveSession, LiveStats
+from realtimechat_client import ChatClient, ClientOptions, LiveSession, LiveStats
 from tests.chaos.balancer import Backend, Balancer
 from tests.postgres import PostgresServer
 from tests.redis_server import RedisServer

@@ -29,8 +29,8 @@ import httpx
 import orjson
 import pytest
 
-from realtimechat.client import ChatClient, Cursor, MemoryCursorStore
 from realtimechat.ops.smoke import STEPS, StepResult, smoke
+from realtimechat_client import ChatClient, Cursor, MemoryCursorStore
 from tests.postgres import PostgresServer, _as_postgres, postgres_server
 from tests.support import (
     FAST_HASH,

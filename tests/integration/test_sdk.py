@@ -1,4 +1,4 @@
-"""The client SDK (`realtimechat.client`) through a real server, with and without chaos.
+"""The client SDK (`realtimechat_client`) through a real server, with and without chaos.
 
 Most tests talk to the shared server; the ones that need other settings or a restart
 start their own. `ChaosProxy` (tests/chaos_proxy.py) sits between a client and the server
@@ -24,7 +24,7 @@ import httpx
 import orjson
 import pytest
 
-from realtimechat.client import (
+from realtimechat_client import (
     ChatAPIError,
     ChatClient,
     ClientOptions,

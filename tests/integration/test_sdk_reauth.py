@@ -20,12 +20,12 @@ import uvicorn
 from fastapi import FastAPI
 
 from realtimechat.bootstrap import build
-from realtimechat.client import ChatAPIError, ChatClient, ClientOptions
 from realtimechat.edge.app import create_app
 from realtimechat.edge.hub import Hub
-from realtimechat.sdk.client import _jwt_times
 from realtimechat.settings import AuthSettings, Settings
 from realtimechat.storage.migrate import upgrade
+from realtimechat_client import ChatAPIError, ChatClient, ClientOptions
+from realtimechat_client.client import _jwt_times
 from tests.support import free_port, new_user, running_server, team_channel
 
 PASSWORD = "correct horse"

@@ -20,8 +20,7 @@ import websockets
 
 from realtimechat.bench.process import BenchServer, raise_fd_limit, sample
 from realtimechat.bench.stats import Ledger, percentiles
-from realtimechat.sdk.client import ChatClient, ClientOptions
-from realtimechat.sdk.live import LiveSession
+from realtimechat_client import ChatClient, ClientOptions, LiveSession
 
 Via = Literal["ws", "rest"]
 

@@ -20,8 +20,13 @@ from typing import Any, Literal
 
 import httpx
 
-from realtimechat.sdk.client import ChatAPIError, ChatClient, ClientOptions, new_client_msg_id
-from realtimechat.sdk.live import LiveSession
+from realtimechat_client import (
+    ChatAPIError,
+    ChatClient,
+    ClientOptions,
+    LiveSession,
+    new_client_msg_id,
+)
 
 __all__ = ["STEPS", "SmokeReport", "StepResult", "smoke"]
 

@@ -61,16 +61,16 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from realtimechat.sdk.client import ChatAPIError, StartFrom, _jwt_times, new_client_msg_id
-from realtimechat.sdk.cursors import CursorStore, MemoryCursorStore
-from realtimechat.sdk.ordering import BufferOverflow, ChannelBuffer
+from realtimechat_client.client import ChatAPIError, StartFrom, _jwt_times, new_client_msg_id
+from realtimechat_client.cursors import CursorStore, MemoryCursorStore
+from realtimechat_client.ordering import BufferOverflow, ChannelBuffer
 from realtimechat_client.protocol import (
     CLOSE_TRY_AGAIN,
     CLOSE_UNAUTHORIZED,
 )
 
 if TYPE_CHECKING:
-    from realtimechat.sdk.client import ChatClient
+    from realtimechat_client.client import ChatClient
 
 __all__ = ["LiveSession", "LiveStats"]
 

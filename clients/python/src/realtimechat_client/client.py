@@ -13,7 +13,7 @@ Retries are bounded and only where they cannot do harm:
 - 429 and 503 are retried after `Retry-After` (capped), for every call, since the server
   refused them before doing anything.
 
-`client.live()` opens a `LiveSession` (see `realtimechat.sdk.live`): the event stream with
+`client.live()` opens a `LiveSession` (see `realtimechat_client.live`): the event stream with
 reconnect, resume, backfill, dedupe and idempotent sends.
 """
 
@@ -37,8 +37,8 @@ import httpx
 import orjson
 
 if TYPE_CHECKING:
-    from realtimechat.sdk.cursors import CursorStore
-    from realtimechat.sdk.live import LiveSession
+    from realtimechat_client.cursors import CursorStore
+    from realtimechat_client.live import LiveSession
 
 __all__ = ["ChatAPIError", "ChatClient", "ClientOptions", "new_client_msg_id"]
 
@@ -226,7 +226,7 @@ class ChatClient:
         start_from: StartFrom | None = None,
     ) -> LiveSession:
         """A live session (use as `async with client.live() as live:`)."""
-        from realtimechat.sdk.live import LiveSession
+        from realtimechat_client.live import LiveSession
 
         return LiveSession(self, cursor_store, start_from=start_from)
 
