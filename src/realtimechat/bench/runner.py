@@ -159,7 +159,7 @@ async def _fanout(url: str, cfg: BenchConfig, server: BenchServer | None) -> dic
 
     sessions: list[LiveSession] = []
     for client in listeners:
-        live = client.live(start_from="last_seq")
+        live = LiveSession(client, start_from="last_seq")
         await live.start()
         sessions.append(live)
     await asyncio.wait_for(asyncio.gather(*(s.wait_connected() for s in sessions)), 60)
@@ -195,7 +195,7 @@ async def _fanout(url: str, cfg: BenchConfig, server: BenchServer | None) -> dic
     sender_sessions: list[LiveSession] = []
     if cfg.via == "ws":
         for client in senders:
-            live = client.live(start_from="last_seq")
+            live = LiveSession(client, start_from="last_seq")
             await live.start()
             sender_sessions.append(live)
         await asyncio.wait_for(asyncio.gather(*(s.wait_connected() for s in sender_sessions)), 60)

@@ -253,7 +253,7 @@ class _Run:
 
     async def connect(self) -> str:
         assert self.listener is not None
-        self.live = self.listener.client.live()
+        self.live = LiveSession(self.listener.client)
         await self.live.start()
         await self.live.wait_connected()
         if self.channel_id not in self.live.channels:

@@ -11,35 +11,36 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from realtimechat_client.api.messages import new_client_msg_id
     from realtimechat_client.backoff import Backoff
-    from realtimechat_client.client import (
-        ChatAPIError,
-        ChatClient,
-        ClientOptions,
-        new_client_msg_id,
-    )
+    from realtimechat_client.client import ChatClient
     from realtimechat_client.cursors import (
         Cursor,
         CursorStore,
         FileCursorStore,
         MemoryCursorStore,
     )
+    from realtimechat_client.errors import ChatAPIError
     from realtimechat_client.live import LiveSession, LiveStats
+    from realtimechat_client.models import Event, Message
+    from realtimechat_client.options import ClientOptions
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
     "Backoff": "realtimechat_client.backoff",
-    "ChatAPIError": "realtimechat_client.client",
+    "ChatAPIError": "realtimechat_client.errors",
     "ChatClient": "realtimechat_client.client",
-    "ClientOptions": "realtimechat_client.client",
+    "ClientOptions": "realtimechat_client.options",
     "Cursor": "realtimechat_client.cursors",
     "CursorStore": "realtimechat_client.cursors",
+    "Event": "realtimechat_client.models",
     "FileCursorStore": "realtimechat_client.cursors",
     "LiveSession": "realtimechat_client.live",
     "LiveStats": "realtimechat_client.live",
     "MemoryCursorStore": "realtimechat_client.cursors",
-    "new_client_msg_id": "realtimechat_client.client",
+    "Message": "realtimechat_client.models",
+    "new_client_msg_id": "realtimechat_client.api.messages",
 }
 
 __all__ = [
@@ -49,10 +50,12 @@ __all__ = [
     "ClientOptions",
     "Cursor",
     "CursorStore",
+    "Event",
     "FileCursorStore",
     "LiveSession",
     "LiveStats",
     "MemoryCursorStore",
+    "Message",
     "new_client_msg_id",
 ]
 
