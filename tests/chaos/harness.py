@@ -32,7 +32,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,14 +41,12 @@ import httpx
 import orjson
 import psycopg
 
-from realtimechat.client import ChatClient, ClientOptions, LiveSession, LiveStats
+from realtimechat_client import ChatClient, ClientOptions, Event, LiveSession, LiveStats, Message
 from tests.chaos.balancer import Backend, Balancer
 from tests.postgres import PostgresServer
 from tests.redis_server import RedisServer
 from tests.support import ServerProcess, WorkerProcess, unique
 from tests.support import eventually as support_eventually
-
-Event = dict[str, Any]
 
 CLIENTS = max(2, int(os.environ.get("CHAOS_CLIENTS", "4")))
 MESSAGES = max(6, int(os.environ.get("CHAOS_MESSAGES", "100")))
@@ -316,7 +314,7 @@ async def make_parties(cluster: Cluster, name: str) -> tuple[list[Party], str]:
     channel_id = str(channel["id"])
     parties: list[Party] = []
     for i, ((_, user_id, home), client) in enumerate(zip(users, clients, strict=True)):
-        party = Party(i, home, user_id, client, client.live(start_from="zero"))
+        party = Party(i, home, user_id, client, LiveSession(client, start_from="zero"))
         await party.session.start()
         party.reader = asyncio.create_task(party.read(channel_id), name=f"chaos-reader-{i}")
         parties.append(party)
@@ -355,7 +353,7 @@ class Counts:
 def account(
     truth: list[Event],
     sent: set[str],
-    acked: dict[str, Event],
+    acked: Mapping[str, Mapping[str, Any]],
     deliveries: list[list[Event]],
 ) -> Counts:
     """Compare what each listener got with the truth and the acknowledged sends."""
@@ -516,7 +514,7 @@ class Run:
         self.parties = parties
         self.channel_id = channel_id
         self.sent: set[str] = set()
-        self.acked: dict[str, Event] = {}
+        self.acked: dict[str, Message] = {}
         self.notes: list[str] = []
         self.problems: list[str] = []
         # Phase 0 goes at once, phase 1 once the fault is applied, phase 2 once it ended.
@@ -556,7 +554,7 @@ class Run:
         arrivals = await asyncio.gather(*(p.wait_for(self.probe_cmid) for p in self.parties))
         self.recovery_s = max(arrivals) - self.t_recover
 
-    async def send(self, party: Party, cmid: str, body: str | None = None) -> Event:
+    async def send(self, party: Party, cmid: str, body: str | None = None) -> Message:
         """One message through the party's live session (retried until acknowledged)."""
         self.sent.add(cmid)
         msg = await party.session.send(self.channel_id, body or cmid, cmid)

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from realtimechat_client import Event
 from tests.chaos.harness import Counts, account
 
-Event = dict[str, Any]
+AT = "2025-01-01T00:00:00.000Z"
 
 
 def msg(seq: int, cmid: str) -> Event:
     data = {"id": f"id-{cmid}", "client_msg_id": cmid, "seq": seq}
-    return {"channel_id": "c", "seq": seq, "event": "message.created", "data": data}
+    return {
+        "channel_id": "c",
+        "seq": seq,
+        "event": "message.created",
+        "created_at": AT,
+        "data": data,
+    }
 
 
 def joined(seq: int) -> Event:
-    return {"channel_id": "c", "seq": seq, "event": "member.joined", "data": {"user_id": "u"}}
+    data = {"user_id": "u"}
+    return {"channel_id": "c", "seq": seq, "event": "member.joined", "created_at": AT, "data": data}
 
 
 TRUTH = [joined(1), msg(2, "a"), msg(3, "b"), msg(4, "c")]

@@ -356,7 +356,7 @@ async def test_server_memory_stays_flat_while_100_mb_stream_to_local_disk(
 async def test_sdk_upload_reports_progress_and_a_cancelled_one_gives_its_quota_back(
     node: ServerProcess, team: tuple[Api, Api, Api, str], tmp_path: Any
 ) -> None:
-    from realtimechat.client import ChatClient
+    from realtimechat_client import ChatClient
 
     alice, _, _, team_id = team
     data = os.urandom(600_000)

@@ -29,8 +29,8 @@ import httpx
 import orjson
 import pytest
 
-from realtimechat.client import ChatClient, Cursor, MemoryCursorStore
 from realtimechat.ops.smoke import STEPS, StepResult, smoke
+from realtimechat_client import ChatClient, Cursor, LiveSession, MemoryCursorStore
 from tests.postgres import PostgresServer, _as_postgres, postgres_server
 from tests.support import (
     FAST_HASH,
@@ -254,7 +254,7 @@ async def test_backup_while_writing_then_restore_into_a_fresh_data_dir(tmp_path:
         cursors = MemoryCursorStore({channel["id"]: Cursor(after["seq"], old_epoch)})
         async with ChatClient(node.url) as client:
             await client.login(alice.email, PASSWORD)
-            async with client.live(cursors) as live:
+            async with LiveSession(client, cursors) as live:
                 await asyncio.wait_for(live.wait_connected(), 30)
                 reused = await back.send(channel["id"], "after the restore")
                 assert reused["seq"] <= after["seq"]

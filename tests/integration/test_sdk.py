@@ -1,4 +1,4 @@
-"""The client SDK (`realtimechat.client`) through a real server, with and without chaos.
+"""The client SDK (`realtimechat_client`) through a real server, with and without chaos.
 
 Most tests talk to the shared server; the ones that need other settings or a restart
 start their own. `ChaosProxy` (tests/chaos_proxy.py) sits between a client and the server
@@ -18,36 +18,27 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import orjson
 import pytest
 
-from realtimechat.client import (
+from realtimechat_client import (
     ChatAPIError,
     ChatClient,
     ClientOptions,
     Cursor,
+    Event,
     FileCursorStore,
     LiveSession,
     MemoryCursorStore,
+    Message,
 )
 from tests.chaos_proxy import ChaosProxy
 from tests.support import ServerProcess, WsClient, eventually, new_user, running_server, unique
+from tests.support.sdk import FAST
 
 PASSWORD = "correct horse"
-Event = dict[str, Any]
-# Quick to notice trouble and to come back: tests run on a loopback socket.
-FAST = ClientOptions(
-    reconnect_base_s=0.02,
-    reconnect_cap_s=0.5,
-    retry_base_s=0.02,
-    retry_cap_s=0.5,
-    ws_send_timeout_s=2.0,
-    gap_grace_s=0.2,
-    tail_check_s=0.5,
-)
 
 
 # ---- helpers ---------------------------------------------------------------------------
@@ -359,7 +350,7 @@ async def test_expired_access_token_is_refreshed_transparently(tmp_path: Path) -
 
             # WebSocket: an expired token is refreshed before connecting ...
             await _until_expired(srv, ada.client.access_token or "")
-            async with ada.client.live() as live:
+            async with LiveSession(ada.client) as live:
                 async with asyncio.timeout(15):
                     await live.wait_connected()
                 assert ada.client.refreshes >= before + 2
@@ -368,7 +359,7 @@ async def test_expired_access_token_is_refreshed_transparently(tmp_path: Path) -
                 assert bodies(got) == ["after refresh"]
             # ... and a token the server refuses (close 4401) is replaced, then it connects.
             ada.client.set_tokens("not-a-jwt")
-            async with ada.client.live() as live:
+            async with LiveSession(ada.client) as live:
                 async with asyncio.timeout(15):
                     await live.wait_connected()
                 assert live.stats.auth_refreshes == 1
@@ -405,7 +396,7 @@ async def test_live_session_delivers_and_resumes_after_a_drop(
     via = await login_via(ada, proxy.url)
     try:
         channel = await team_channel(ada, bob)
-        async with via.live() as live:
+        async with LiveSession(via) as live:
             async with asyncio.timeout(10):
                 await live.wait_connected()
             assert channel in live.channels
@@ -444,7 +435,7 @@ async def test_resync_pages_the_events_past_the_replay_limit(
         store = MemoryCursorStore()
         async with ChaosProxy(tuned_server.port) as proxy:
             via = await login_via(ada, proxy.url)
-            async with via.live(store) as live:
+            async with LiveSession(via, store) as live:
                 async with asyncio.timeout(10):
                     await live.wait_connected()
                 start = live.cursors()[channel]
@@ -467,7 +458,7 @@ async def test_resync_pages_the_events_past_the_replay_limit(
         assert store.load()[channel].seq == start + 12
         for i in range(8):
             await bob.client.send_message(channel, f"s{i}")
-        async with ada.client.live(store) as live:
+        async with LiveSession(ada.client, store) as live:
             got = await take(live, 8)
             assert bodies(got) == [f"s{i}" for i in range(8)]
             assert seqs(got, channel) == list(range(start + 13, start + 21))
@@ -484,7 +475,7 @@ async def test_dead_connection_is_noticed_by_missing_heartbeats(
         channel = await team_channel(ada, bob)
         async with ChaosProxy(tuned_server.port) as proxy:
             via = await login_via(ada, proxy.url)
-            async with via.live() as live:
+            async with LiveSession(via) as live:
                 async with asyncio.timeout(10):
                     await live.wait_connected()
                 assert live.heartbeat_ms == 250
@@ -506,7 +497,7 @@ async def test_file_cursor_store_resumes_a_restarted_application(
     path = tmp_path / "state" / "cursors.json"
     try:
         channel = await team_channel(ada, bob)
-        async with ada.client.live(FileCursorStore(path)) as live:
+        async with LiveSession(ada.client, FileCursorStore(path)) as live:
             async with asyncio.timeout(10):
                 await live.wait_connected()
             start = live.cursors()[channel]
@@ -524,7 +515,7 @@ async def test_file_cursor_store_resumes_a_restarted_application(
         # A new process: a new client, a new store object on the same file.
         async with ChatClient(server.url, FAST) as again:
             await again.login(ada.email, PASSWORD)
-            async with again.live(FileCursorStore(path)) as live:
+            async with LiveSession(again, FileCursorStore(path)) as live:
                 got = await take(live, 5)
                 assert bodies(got) == ["first-4", "first-5", "second-0", "second-1", "second-2"]
                 assert seqs(got, channel) == list(range(start + 5, start + 10))
@@ -553,7 +544,7 @@ async def test_start_from_zero_and_channels_joined_later(server: ServerProcess) 
     try:
         channel = await team_channel(ada, bob)
         await bob.client.send_message(channel, "old")
-        async with ada.client.live(start_from="zero") as live:
+        async with LiveSession(ada.client, start_from="zero") as live:
             end = await last_seq(ada.client, channel)
             got = await take_until(live, channel, end)
             assert seqs(got, channel) == list(range(1, end + 1))
@@ -562,6 +553,7 @@ async def test_start_from_zero_and_channels_joined_later(server: ServerProcess) 
 
             # Bob makes a channel and adds Ada: it is followed from her member.joined on.
             team_id = (await ada.client.get_channel(channel))["team_id"]
+            assert team_id is not None
             other = await bob.client.create_channel(team_id, "later")
             await bob.client.send_message(other["id"], "before ada")
             await bob.client.add_channel_member(other["id"], ada.id)
@@ -596,7 +588,7 @@ async def test_removed_and_added_back_while_away(server: ServerProcess) -> None:
     try:
         channel = await team_channel(ada, bob)
         store = MemoryCursorStore()
-        async with bob.client.live(store) as live:
+        async with LiveSession(bob.client, store) as live:
             async with asyncio.timeout(10):
                 await live.wait_connected()
             msg = await ada.client.send_message(channel, "before")
@@ -604,7 +596,7 @@ async def test_removed_and_added_back_while_away(server: ServerProcess) -> None:
         await ada.client.remove_channel_member(channel, bob.id)
         await ada.client.add_channel_member(channel, bob.id)
         await ada.client.send_message(channel, "while away")
-        async with bob.client.live(store) as live:
+        async with LiveSession(bob.client, store) as live:
             got = await take(live, 3)
             assert [e["event"] for e in got] == ["member.left", "member.joined", "message.created"]
             assert seqs(got, channel) == list(range(msg["seq"] + 1, msg["seq"] + 4))
@@ -625,7 +617,7 @@ async def test_changed_epoch_continues_from_the_shared_prefix(server: ServerProc
             await bob.client.send_message(channel, f"e{i}")
         end = await last_seq(ada.client, channel)
         store = MemoryCursorStore({channel: Cursor(end - 2, "an-older-history")})
-        async with ada.client.live(store) as live:
+        async with LiveSession(ada.client, store) as live:
             got = await take(live, 2)
             assert seqs(got, channel) == [end - 1, end]
             assert bodies(got) == ["e2", "e3"]
@@ -636,7 +628,7 @@ async def test_changed_epoch_continues_from_the_shared_prefix(server: ServerProc
 
         # A cursor past the end of the new history continues from its end.
         store = MemoryCursorStore({channel: Cursor(end + 50, "an-older-history")})
-        async with ada.client.live(store) as live:
+        async with LiveSession(ada.client, store) as live:
             async with asyncio.timeout(10):
                 await live.wait_connected()
             msg = await bob.client.send_message(channel, "new")
@@ -690,7 +682,7 @@ async def test_send_is_not_duplicated_when_its_answer_is_lost(
     via = await login_via(ada, proxy.url)
     try:
         channel = await team_channel(ada, bob)
-        async with via.live() as live, bob.client.live() as bob_live:
+        async with LiveSession(via) as live, LiveSession(bob.client) as bob_live:
             async with asyncio.timeout(10):
                 await live.wait_connected()
                 await bob_live.wait_connected()
@@ -730,13 +722,13 @@ async def test_going_away_is_honoured_across_a_restart(tmp_path: Path) -> None:
     try:
         ada, bob = await member(first, "ada"), await member(first, "bob")
         channel = await team_channel(ada, bob)
-        async with ada.client.live() as live, bob.client.live() as sender:
+        async with LiveSession(ada.client) as live, LiveSession(bob.client) as sender:
             async with asyncio.timeout(10):
                 await live.wait_connected()
                 await sender.wait_connected()
             start = live.cursors()[channel]
             total = 40
-            sent: list[Event] = []
+            sent: list[Message] = []
 
             async def send_all() -> None:
                 for i in range(total):
@@ -789,6 +781,7 @@ async def test_chaos_three_clients_each_event_exactly_once_in_order(
     a, b, c = members
     shared = await team_channel(a, b, c, name="shared")
     team_id = (await a.client.get_channel(shared))["team_id"]
+    assert team_id is not None
     second = (await a.client.create_channel(team_id, "second"))["id"]
     await a.client.add_channel_member(second, b.id)
     await a.client.add_channel_member(second, c.id)
@@ -804,9 +797,9 @@ async def test_chaos_three_clients_each_event_exactly_once_in_order(
         max_runtime_s=120,
     ) as proxy:
         clients = [await login_via(m, proxy.url) for m in members]
-        sessions = [cl.live(start_from="zero") for cl in clients]
+        sessions = [LiveSession(cl, start_from="zero") for cl in clients]
         seen: list[list[Event]] = [[], [], []]
-        results: list[list[Event]] = [[], [], []]
+        results: list[list[Message]] = [[], [], []]
         for s in sessions:
             await s.start()
 

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +20,18 @@ import uvicorn
 from fastapi import FastAPI
 
 from realtimechat.bootstrap import build
-from realtimechat.client import ChatAPIError, ChatClient, ClientOptions
 from realtimechat.edge.app import create_app
 from realtimechat.edge.hub import Hub
-from realtimechat.sdk.client import _jwt_times
 from realtimechat.settings import AuthSettings, Settings
 from realtimechat.storage.migrate import upgrade
+from realtimechat_client import ChatAPIError, ChatClient, LiveSession
+from realtimechat_client.tokens import jwt_times
 from tests.support import free_port, new_user, running_server, team_channel
+from tests.support.sdk import FAST as SDK_FAST
 
 PASSWORD = "correct horse"
-FAST = ClientOptions(
-    reconnect_base_s=0.02,
-    reconnect_cap_s=0.5,
-    retry_base_s=0.02,
-    retry_cap_s=0.5,
-    ws_send_timeout_s=2.0,
-    gap_grace_s=0.2,
-    tail_check_s=0,
-)
+# No tail checks: these tests count the session's requests and token refreshes.
+FAST = replace(SDK_FAST, tail_check_s=0)
 
 
 async def next_body(live: Any, body: str, timeout: float = 15) -> dict[str, Any]:
@@ -62,11 +56,11 @@ async def test_the_live_session_renews_its_token_on_the_open_socket(tmp_path: Pa
         async with ChatClient(server.url, FAST) as client, ChatClient(server.url, FAST) as other:
             await client.login(alice.email, PASSWORD)
             await other.login(bob.email, PASSWORD)
-            async with client.live() as live:
+            async with LiveSession(client) as live:
                 await asyncio.wait_for(live.wait_connected(), 10)
                 first = client.access_token
                 assert first is not None
-                _, first_expiry = _jwt_times(first)
+                _, first_expiry = jwt_times(first)
                 assert first_expiry is not None
                 # Past the first token's expiry, its grace and a sweep of the server.
                 await asyncio.sleep(max(0.0, first_expiry + 1 + 1.5 - time.time()))
@@ -139,7 +133,7 @@ async def test_a_revoked_login_ends_the_live_session_without_reconnecting(
     async with node_in_process(tmp_path) as node, ChatClient(node.url, FAST) as client:
         await client.register("ada@example.com", PASSWORD, "Ada")
         await client.login("ada@example.com", PASSWORD)
-        async with client.live() as live:
+        async with LiveSession(client) as live:
             await asyncio.wait_for(live.wait_connected(), 10)
             (conn,) = node.hub.connections
             assert conn.principal.session_id is not None

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from realtimechat.sdk.ordering import BufferOverflow, ChannelBuffer, Gap, OrderingBuffer
+from realtimechat_client.ordering import BufferOverflow, ChannelBuffer, Gap, OrderingBuffer
 
 # --- examples -------------------------------------------------------------------------------
 

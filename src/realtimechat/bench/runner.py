@@ -20,8 +20,7 @@ import websockets
 
 from realtimechat.bench.process import BenchServer, raise_fd_limit, sample
 from realtimechat.bench.stats import Ledger, percentiles
-from realtimechat.sdk.client import ChatClient, ClientOptions
-from realtimechat.sdk.live import LiveSession
+from realtimechat_client import ChatClient, ClientOptions, LiveSession
 
 Via = Literal["ws", "rest"]
 
@@ -160,7 +159,7 @@ async def _fanout(url: str, cfg: BenchConfig, server: BenchServer | None) -> dic
 
     sessions: list[LiveSession] = []
     for client in listeners:
-        live = client.live(start_from="last_seq")
+        live = LiveSession(client, start_from="last_seq")
         await live.start()
         sessions.append(live)
     await asyncio.wait_for(asyncio.gather(*(s.wait_connected() for s in sessions)), 60)
@@ -196,7 +195,7 @@ async def _fanout(url: str, cfg: BenchConfig, server: BenchServer | None) -> dic
     sender_sessions: list[LiveSession] = []
     if cfg.via == "ws":
         for client in senders:
-            live = client.live(start_from="last_seq")
+            live = LiveSession(client, start_from="last_seq")
             await live.start()
             sender_sessions.append(live)
         await asyncio.wait_for(asyncio.gather(*(s.wait_connected() for s in sender_sessions)), 60)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import secrets
 import time
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from realtimechat.domain.errors import Unavailable
 from realtimechat.domain.models import Event
 from realtimechat.observability import metrics
 from realtimechat.settings import RedisSettings
+from realtimechat_client.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,9 @@ def _id_key(entry_id: bytes) -> tuple[int, int]:
     return int(ms), int(seq or b"0")
 
 
-async def _backoff(delay: float) -> None:
-    # Jitter keeps the nodes from reconnecting in lockstep after a Redis restart.
-    await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+def _backoff(retry_s: float) -> Backoff:
+    # Half jitter keeps the nodes from reconnecting in lockstep after a Redis restart.
+    return Backoff(retry_s, RETRY_CAP_S, jitter="half")
 
 
 class RedisStreamsBus:
@@ -230,7 +230,7 @@ class RedisStreamsBus:
 
     async def _read_loop(self, client: Redis, reader: Redis) -> None:
         s = self._settings
-        delay = s.retry_s
+        backoff, attempt = _backoff(s.retry_s), 0
         verify = False  # after an error or an idle read: has the stream gone back in time?
         while True:
             try:
@@ -245,11 +245,11 @@ class RedisStreamsBus:
                 reply = await reader.xread(streams, count=READ_COUNT, block=s.block_ms)
             except Exception as exc:
                 self._fail("read", exc)
-                await _backoff(delay)
-                delay, verify = min(delay * 2, RETRY_CAP_S), True
+                await asyncio.sleep(backoff.delay(attempt))
+                attempt, verify = attempt + 1, True
                 continue
             self._ok("read")
-            delay, verify = s.retry_s, not reply
+            attempt, verify = 0, not reply
             # protocol=2: a list of [stream name, [(id, fields), ...]].
             for _stream, entries in cast("list[list[Any]]", reply or []):
                 for entry_id, fields in entries:
@@ -271,7 +271,7 @@ class RedisStreamsBus:
 
     async def _publish_loop(self, client: Redis) -> None:
         s = self._settings
-        delay = s.retry_s
+        backoff, attempt = _backoff(s.retry_s), 0
         batch: list[Entry] = []  # kept across connection errors: at most one batch extra
         while True:
             if not batch:
@@ -286,15 +286,15 @@ class RedisStreamsBus:
                     # Redis answered and refused (OOM, wrong type): the same batch would fail again.
                     self.dropped += len(batch)
                     batch = []
-                await _backoff(delay)
-                delay = min(delay * 2, RETRY_CAP_S)
+                await asyncio.sleep(backoff.delay(attempt))
+                attempt += 1
                 continue
             self.published += len(batch)
             self._confirm([ev for _, ev in batch if ev is not None])
             batch = []
             self._dropping = False
             self._ok("publish")
-            delay = s.retry_s
+            attempt = 0
 
     async def _xadd(self, client: Redis, entries: list[Fields]) -> None:
         s = self._settings

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import random
 import re
 from dataclasses import dataclass
 from typing import Literal
+
+from realtimechat_client.backoff import Backoff
 
 JobKind = Literal["push", "email"]
 Reason = Literal["dm", "mention", "channel"]
@@ -103,10 +104,7 @@ def backoff_s(
     attempts: int, base_s: float, cap_s: float, retry_after_s: float | None = None
 ) -> float:
     """Delay before the next attempt: full jitter, never sooner than the provider asked."""
-    delay = random.uniform(0, min(cap_s, base_s * 2 ** max(attempts - 1, 0)))
-    if retry_after_s is not None:
-        delay = max(delay, retry_after_s)
-    return delay
+    return Backoff(base_s, cap_s).delay(attempts - 1, floor_s=retry_after_s)
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,13 @@ from typing import Any, Literal
 
 import httpx
 
-from realtimechat.sdk.client import ChatAPIError, ChatClient, ClientOptions, new_client_msg_id
-from realtimechat.sdk.live import LiveSession
+from realtimechat_client import (
+    ChatAPIError,
+    ChatClient,
+    ClientOptions,
+    LiveSession,
+    new_client_msg_id,
+)
 
 __all__ = ["STEPS", "SmokeReport", "StepResult", "smoke"]
 
@@ -248,7 +253,7 @@ class _Run:
 
     async def connect(self) -> str:
         assert self.listener is not None
-        self.live = self.listener.client.live()
+        self.live = LiveSession(self.listener.client)
         await self.live.start()
         await self.live.wait_connected()
         if self.channel_id not in self.live.channels:

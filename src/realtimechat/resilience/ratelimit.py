@@ -24,6 +24,7 @@ from redis.backoff import NoBackoff
 
 from realtimechat.domain.errors import RateLimited
 from realtimechat.observability import metrics
+from realtimechat_client.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ class RateLimiter:
             )
             self._shared = SlidingWindowCounterRateLimiter(storage)
         self.fallbacks = 0  # requests counted locally because Redis was unavailable
+        self._backoff = Backoff(retry_s, MAX_BACKOFF_S, jitter="none")
+        self._probes_failed = 0
         self._backoff_s = retry_s
         self._retry_at = 0.0
         self._down: str | None = None
@@ -167,10 +170,12 @@ class RateLimiter:
         error = f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
         reason = f"Redis unavailable, limits are per node ({error})"
         if self._down is None:
-            self._backoff_s = self._retry_s
+            self._probes_failed = 0
+            self._backoff_s = self._backoff.delay(0)
             log.warning("rate limits: %s; retrying in %.1f s", reason, self._backoff_s)
         elif probe:
-            self._backoff_s = min(self._backoff_s * 2, MAX_BACKOFF_S)
+            self._probes_failed += 1
+            self._backoff_s = self._backoff.delay(self._probes_failed)
             log.debug("rate limits: Redis still unavailable; retrying in %.1f s", self._backoff_s)
         else:
             # A request that set out before the outage was noticed: the back-off is

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import tempfile
 import threading
@@ -20,8 +21,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
-
-import orjson
 
 __all__ = ["Cursor", "CursorStore", "FileCursorStore", "MemoryCursorStore"]
 
@@ -128,7 +127,7 @@ class FileCursorStore:
             }
             self._dirty = False
             self._last_write = time.monotonic()
-            self._write(orjson.dumps(snapshot, option=orjson.OPT_INDENT_2))
+            self._write(json.dumps(snapshot, indent=2).encode())
             self.writes += 1
 
     def close(self) -> None:
@@ -159,7 +158,7 @@ class FileCursorStore:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return {}
-        data = orjson.loads(raw) if raw.strip() else {}
+        data = json.loads(raw) if raw.strip() else {}
         if not isinstance(data, dict):
             raise ValueError(f"{self.path}: cursor file is not a JSON object")
         out: dict[str, Cursor] = {}
