@@ -43,19 +43,19 @@ NEXT_SEQ = Prepared(
 # lets the send decide who may be notified without another round trip. SQLite's
 # RETURNING cannot see a joined table, so the count is a subquery here;
 # storage/postgres.py has PostgreSQL's, which also reads the recipients.
+_NEW_SEND_ALLOWED = (
+    sa.exists().where(
+        channel_members.c.channel_id == sa.bindparam("cid"),
+        channel_members.c.user_id == sa.bindparam("uid"),
+    ),
+    ~sa.exists().where(
+        messages.c.sender_id == sa.bindparam("uid"),
+        messages.c.client_msg_id == sa.bindparam("cmid"),
+    ),
+)
 _NEXT_SEQ_FOR_NEW_SEND = Prepared(
     channels.update()
-    .where(
-        channels.c.id == sa.bindparam("cid"),
-        sa.exists().where(
-            channel_members.c.channel_id == sa.bindparam("cid"),
-            channel_members.c.user_id == sa.bindparam("uid"),
-        ),
-        ~sa.exists().where(
-            messages.c.sender_id == sa.bindparam("uid"),
-            messages.c.client_msg_id == sa.bindparam("cmid"),
-        ),
-    )
+    .where(channels.c.id == sa.bindparam("cid"), *_NEW_SEND_ALLOWED)
     .values(last_seq=channels.c.last_seq + 1)
     .returning(
         channels.c.last_seq,
@@ -66,6 +66,7 @@ _NEXT_SEQ_FOR_NEW_SEND = Prepared(
         .label("members"),
     )
 )
+_NEXT_SEQ_FOR_NEW_SEND_PG = postgres.next_seq_for_new_send(_NEW_SEND_ALLOWED)
 
 
 def channel_from_row(row: Any) -> Channel:
@@ -121,7 +122,7 @@ class SqlChannels:
             if row is None:
                 return None
             return SendSlot(int(row.last_seq), str(row.kind), int(row.members))
-        row = postgres.NEXT_SEQ_FOR_NEW_SEND.first(
+        row = _NEXT_SEQ_FOR_NEW_SEND_PG.first(
             self._conn, {**params, "sender": user_id, "small_max": small_max}
         )
         if row is None:

@@ -4,6 +4,7 @@ channel's row is locked, so the send path packs its statements into two."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,7 +14,7 @@ from sqlalchemy.engine import Connection
 from realtimechat.domain.notifications import Recipient
 from realtimechat.storage.prepared import Prepared
 from realtimechat.storage.recipients import recipient, recipients_query
-from realtimechat.storage.tables import channel_members, channels, messages
+from realtimechat.storage.tables import channel_members, channels
 
 
 def is_postgres(conn: Connection) -> bool:
@@ -51,10 +52,10 @@ def recipients_from_json(rows: list[list[Any]]) -> list[Recipient]:
     return [recipient(row) for row in rows]
 
 
-def _next_seq_for_new_send() -> Prepared:
-    """storage/channels.py's send statement, with the member count computed once
-    (UPDATE … FROM) for RETURNING and the CASE, and the recipients of a DM or a small
-    channel read in the same round trip."""
+def next_seq_for_new_send(allowed: Sequence[sa.ColumnElement[bool]]) -> Prepared:
+    """storage/channels.py's send statement under its conditions (`allowed`), with the
+    member count computed once (UPDATE … FROM) for RETURNING and the CASE, and the
+    recipients of a DM or a small channel read in the same round trip."""
     m = (
         sa.select(sa.func.count().label("n"))
         .where(channel_members.c.channel_id == sa.bindparam("cid"))
@@ -66,14 +67,7 @@ def _next_seq_for_new_send() -> Prepared:
         .where(
             channels.c.id == sa.bindparam("cid"),
             m.c.n > 0,  # brings it into FROM; membership is checked below
-            sa.exists().where(
-                channel_members.c.channel_id == sa.bindparam("cid"),
-                channel_members.c.user_id == sa.bindparam("uid"),
-            ),
-            ~sa.exists().where(
-                messages.c.sender_id == sa.bindparam("uid"),
-                messages.c.client_msg_id == sa.bindparam("cmid"),
-            ),
+            *allowed,
         )
         .values(last_seq=channels.c.last_seq + 1)
         .returning(
@@ -84,8 +78,6 @@ def _next_seq_for_new_send() -> Prepared:
         )
     )
 
-
-NEXT_SEQ_FOR_NEW_SEND = _next_seq_for_new_send()
 
 # A sent message, its event, (if wanted) its outbox row and its notification jobs in
 # one round trip.
