@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from realtimechat.domain.models import Event
 from realtimechat.edge.hub import Hub
 from realtimechat.ids import now_ms
+from realtimechat.observability.outage import OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +68,16 @@ class CatchUp:
                 await self._task
 
     async def _run(self) -> None:
-        failing = False
+        outage = OutageLog(log, "catch-up check")
         while True:
             degraded = self._bus_health()[0] != "ok"
             await asyncio.sleep(self._fast_s if degraded else self._slow_s)
             try:
                 await self.check(degraded=self._bus_health()[0] != "ok")
             except Exception as exc:  # the database may be down too; try again next time
-                if not failing:  # once per outage, not four times a second
-                    log.warning("catch-up check failed, retrying: %r", exc)
-                failing = True
+                outage.failed(exc)
             else:
-                if failing:
-                    log.info("catch-up checks work again")
-                failing = False
+                outage.ok()
 
     async def check(self, *, degraded: bool) -> None:
         """One comparison of the database with what the bus brought."""

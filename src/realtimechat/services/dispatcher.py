@@ -16,6 +16,7 @@ from typing import Any
 from realtimechat.domain.notifications import Job, backoff_s
 from realtimechat.ids import now_ms
 from realtimechat.observability import metrics
+from realtimechat.observability.outage import OutageLog
 from realtimechat.providers.base import (
     EmailMessage,
     ProviderError,
@@ -70,7 +71,6 @@ class NotificationDispatcher:
         self._settings = settings
         self._clock = clock
         self.sent = 0
-        self._failing = False
 
     def _open_kinds(self, flags: dict[str, bool]) -> list[str]:
         """Kinds whose switch is on and whose provider's breaker lets calls through."""
@@ -112,19 +112,15 @@ class NotificationDispatcher:
 
     async def run(self) -> None:
         """Poll for due jobs until cancelled; an outage of the database is logged once."""
+        outage = OutageLog(log, "notification dispatch")
         while True:
             try:
                 claimed = await self.run_once()
-                if self._failing:
-                    log.info("notification dispatch: database back")
-                    self._failing = False
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
                 claimed = 0
-                if not self._failing:
-                    log.warning("notification dispatch failing, retrying: %r", exc)
-                    self._failing = True
+                outage.failed(exc)
+            else:
+                outage.ok()
             if claimed < self._settings.batch:
                 await asyncio.sleep(self._settings.poll_s)
 

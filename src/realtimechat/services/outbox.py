@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from realtimechat.domain.models import Event
 from realtimechat.ids import now_ms
+from realtimechat.observability.outage import OutageLog
 from realtimechat.services.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -118,17 +119,14 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Relay until cancelled; a full batch is followed at once by the next."""
-        failing = False
+        outage = OutageLog(log, "outbox relay")
         while True:
             try:
                 full = await self.run_once() >= self._batch
             except Exception as exc:
-                if not failing:  # once per outage, not twice a second
-                    log.warning("outbox relay failed, retrying: %r", exc)
-                failing, full = True, False
+                outage.failed(exc)
+                full = False
             else:
-                if failing:
-                    log.info("outbox relay works again")
-                failing = False
+                outage.ok()
             if not full:
                 await asyncio.sleep(self._interval_s)

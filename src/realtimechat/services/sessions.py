@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection
 
 from realtimechat.ids import now_ms
 from realtimechat.observability import metrics
+from realtimechat.observability.outage import OutageLog
 from realtimechat.services.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -81,17 +82,13 @@ class Revocations:
                 await self._task
 
     async def _poll(self) -> None:
-        failing = False
+        # Meanwhile a node keeps refusing the sessions it already knows are revoked.
+        outage = OutageLog(log, "reading revocations")
         while True:
             await asyncio.sleep(self._poll_s)
             try:
                 await self.refresh()
             except Exception as exc:
-                # Logged once per outage: a node keeps refusing what it knows meanwhile.
-                if not failing:
-                    log.warning("revocations: cannot read the database (%r); retrying", exc)
-                failing = True
+                outage.failed(exc)
             else:
-                if failing:
-                    log.info("revocations: reading the database again")
-                failing = False
+                outage.ok()
