@@ -52,12 +52,10 @@ T = TypeVar("T")
 
 
 def resolve_attachments(
-    tx: Tx, user_id: str, channel: Channel, file_ids: list[Any]
+    tx: Tx, user_id: str, channel: Channel, file_ids: list[str]
 ) -> list[FileRecord]:
     """The files a message may carry: ready, of the channel's team (for a DM: any the
     sender may see), and visible to the sender. Anything else is refused whole."""
-    if not all(isinstance(f, str) for f in file_ids):
-        raise InvalidAttachment("attachments are file ids (strings)", field="attachments")
     if len(set(file_ids)) != len(file_ids):
         raise InvalidAttachment("an attachment is listed twice", field="attachments")
     found = tx.files.by_ids(file_ids)
