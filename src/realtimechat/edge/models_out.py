@@ -7,10 +7,13 @@ tests/integration/test_schemathesis.py checks live responses against them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from realtimechat_client import protocol
 
 Role = Literal["owner", "admin", "member"]
 
@@ -125,25 +128,15 @@ class ReadMarker(Out):
     read_seq: int
 
 
-class Attachment(Out):
-    file_id: str
-    name: str
-    size: int
-    content_type: str
+# The wire's shapes are defined once, in the protocol; an answer lists no other fields.
+class Attachment(protocol.Attachment):
+    model_config = ConfigDict(extra="forbid")
 
 
-class Message(Out):
-    id: str
-    channel_id: str
-    seq: int
-    sender_id: str
-    client_msg_id: str
-    body: str
-    attachments: list[Attachment]
-    version: int = Field(description="the ETag's number; If-Match names it")
-    created_at: datetime
-    edited_at: datetime | None
-    deleted_at: datetime | None
+class Message(protocol.Message):
+    model_config = ConfigDict(extra="forbid")
+
+    attachments: Sequence[Attachment]
 
 
 class HistoryPage(Out):
@@ -151,15 +144,10 @@ class HistoryPage(Out):
     has_more: bool
 
 
-class Event(Out):
+class Event(protocol.Event):
     """One change to a channel, exactly as the WebSocket `event` frame carries it."""
 
-    channel_id: str
-    seq: int
-    event: str = Field(description="message.created, member.joined, channel.renamed, ...")
-    created_at: datetime
-    # Each event type has its own payload: a message, a channel, a member change.
-    data: dict[str, Any]
+    model_config = ConfigDict(extra="forbid")
 
 
 class EventPage(Out):

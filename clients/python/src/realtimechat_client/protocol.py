@@ -14,6 +14,7 @@ types (an ISO time becomes a `datetime`) so a client reads them without ceremony
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -199,8 +200,8 @@ class Message(ServerFrameBase):
     sender_id: str
     client_msg_id: str
     body: str
-    attachments: list[Attachment]
-    version: int
+    attachments: Sequence[Attachment]  # a list; Sequence lets the REST model narrow it
+    version: int = Field(description="the ETag's number; If-Match names it")
     created_at: datetime
     edited_at: datetime | None
     deleted_at: datetime | None
@@ -242,15 +243,21 @@ class Error(ServerFrameBase):
     retry_after_ms: int | None = None
 
 
-class EventFrame(ServerFrameBase):
-    """One change to a channel, in seq order per channel, exactly as REST pages carry it."""
+class Event(ServerFrameBase):
+    """One change to a channel, in seq order per channel: an `event` frame or a REST page's."""
 
-    type: Literal["event"] = "event"
     channel_id: str
     seq: int
-    event: str
+    event: str = Field(description="message.created, member.joined, channel.renamed, ...")
     created_at: datetime
+    # Each event type has its own payload: a message, a channel, a member change.
     data: dict[str, Any]
+
+
+class EventFrame(Event):
+    """An event delivered live."""
+
+    type: Literal["event"] = "event"
 
 
 class Resync(ServerFrameBase):
