@@ -102,14 +102,14 @@ def build_bus(settings: Settings, *, read: bool = True) -> Bus:
     return MemoryBus()
 
 
-def build_files(settings: Settings, db: Database, secret: str) -> FileService:
-    """The file service over the configured object store.
+def build_files(settings: Settings, uow: SqlUnitOfWork, secret: str) -> FileService:
+    """The file service over the configured object store, on the process's unit of work.
 
     Local-disk links are signed with a key derived from the shared secret, so a
     leaked link key says nothing about the tokens' key.
     """
     files = settings.files
-    if files.backend == "local" and files.local_dir is None and not db.url.startswith("sqlite"):
+    if files.backend == "local" and files.local_dir is None and not uow.db.url.startswith("sqlite"):
         # A shared database means several processes; each would see only its own files.
         log.warning(
             "files are kept in %s, which only this process sees: with more than one node "
@@ -120,10 +120,7 @@ def build_files(settings: Settings, db: Database, secret: str) -> FileService:
     if files.backend == "local":
         private_dir(settings.files_dir())
     blob_key = hashlib.sha256(b"rtc-blob-links\0" + secret.encode()).digest()
-    # Files append no channel events: a unit of work that publishes nothing will do.
-    return FileService(
-        uow=SqlUnitOfWork(db), store=build_store(settings, blob_key), settings=settings.files
-    )
+    return FileService(uow=uow, store=build_store(settings, blob_key), settings=settings.files)
 
 
 @dataclass
@@ -234,7 +231,7 @@ def build(settings: Settings) -> Node:
     db = Database(settings)
     uow = SqlUnitOfWork(db, publish=bus.publish, outbox=bus.needs_outbox)
     secret = signing_secret(settings, db)
-    files = build_files(settings, db, secret)
+    files = build_files(settings, uow, secret)
     deps = Deps(
         settings=settings,
         db=db,
@@ -323,7 +320,7 @@ def build_worker(settings: Settings) -> WorkerProcess:
     db = Database(settings)
     bus = build_bus(settings, read=False)
     uow = SqlUnitOfWork(db, publish=bus.publish, outbox=bus.needs_outbox)
-    files = build_files(settings, db, signing_secret(settings, db))
+    files = build_files(settings, uow, signing_secret(settings, db))
     worker = Worker(
         uow=uow,
         publish=relay_publish(bus),
@@ -337,10 +334,11 @@ def build_worker(settings: Settings) -> WorkerProcess:
 def build_admin(settings: Settings, *, files: bool = False) -> Admin:
     """The database of an existing deployment, and its file service if `files`."""
     db = Database(settings)
+    uow = SqlUnitOfWork(db)
     return Admin(
         db=db,
-        uow=SqlUnitOfWork(db),
-        files=build_files(settings, db, signing_secret(settings, db)) if files else None,
+        uow=uow,
+        files=build_files(settings, uow, signing_secret(settings, db)) if files else None,
     )
 
 

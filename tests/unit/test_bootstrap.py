@@ -21,7 +21,8 @@ def files_warnings(
     settings = Settings(data_dir=data_dir, files=files)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="realtimechat.bootstrap"):
-        build_files(settings, cast(Any, SimpleNamespace(url=db_url)), "secret")
+        uow = SimpleNamespace(db=SimpleNamespace(url=db_url))
+        build_files(settings, cast(Any, uow), "secret")
     return [r.getMessage() for r in caplog.records if WARNING in r.getMessage()]
 
 
