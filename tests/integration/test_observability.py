@@ -78,7 +78,7 @@ async def test_a_scrape_during_the_bench_shows_every_metric_moving(
         "rtc_http_requests", "rtc_http_request_duration_seconds", "rtc_shed",
         "rtc_rate_limited", "rtc_message_sends", "rtc_ws_frames", "rtc_provider_calls",
         "rtc_provider_call_seconds", "rtc_provider_breaker_state", "rtc_provider_in_flight",
-        "rtc_notification_results",
+        "rtc_notification_results", "rtc_login_failures",
     }, missing  # fmt: skip
     bench = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "realtimechat", "bench", "--url", node.url,

@@ -106,6 +106,12 @@ async def unpublished_events(uow: SqlUnitOfWork, n: int) -> str:
     return channel_id
 
 
+def due_now() -> int:
+    """A relay clock a second ahead: every row written so far is due, even one written in
+    the millisecond of the claim (a row is due when strictly older than the cut-off)."""
+    return now_ms() + 1000
+
+
 async def waiting(uow: SqlUnitOfWork) -> int:
     return (await uow.read(lambda tx: tx.outbox.lag(now_ms())))[0]
 
@@ -114,7 +120,7 @@ async def test_the_relay_publishes_what_no_node_did_in_order_and_clears_the_outb
     pg_db: SqlUnitOfWork, listener: Listener, publisher: RedisStreamsBus
 ) -> None:
     channel_id = await unpublished_events(pg_db, 30)
-    relay = OutboxRelay(uow=pg_db, publish=publisher.publish_confirmed, delay_ms=0)
+    relay = OutboxRelay(uow=pg_db, publish=publisher.publish_confirmed, delay_ms=0, clock=due_now)
     assert await relay.run_once() == 30
     assert await listener.wait_for(30, channel_id) == list(range(1, 31))
     assert await waiting(pg_db) == 0
@@ -126,7 +132,9 @@ async def test_two_relays_share_the_rows_and_publish_each_event_once(
 ) -> None:
     channel_id = await unpublished_events(pg_db, 300)
     relays = [
-        OutboxRelay(uow=pg_db, publish=publisher.publish_confirmed, delay_ms=0, batch=40)
+        OutboxRelay(
+            uow=pg_db, publish=publisher.publish_confirmed, delay_ms=0, batch=40, clock=due_now
+        )
         for _ in range(2)
     ]
 

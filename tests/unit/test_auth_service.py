@@ -1,5 +1,5 @@
-"""AuthService on the fake unit of work: registration races, lockout on a manual
-clock, refresh rotation and reuse detection."""
+"""AuthService on the fake unit of work: registration races, refresh rotation and reuse
+detection (lockout runs on real SQLite in test_auth_sessions.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import pytest
 
 from realtimechat.domain.errors import (
     EmailTaken,
-    InvalidCredentials,
-    LoginLocked,
     RefreshTokenReused,
     RefreshTokenRevoked,
     SessionRevoked,
@@ -66,34 +64,6 @@ async def test_an_address_registers_once_even_in_a_race(
         "ada@example.com",
         "bob@example.com",
     ]
-
-
-async def test_failures_lock_the_address_and_the_lock_ends_on_the_clock(
-    uow: FakeUnitOfWork, clock: ManualMsClock
-) -> None:
-    auth = service(uow, clock)
-    await auth.register("ada@example.com", PASSWORD, "Ada")
-    for _ in range(4):  # 3 free, the 4th locks for 10 s
-        with pytest.raises(InvalidCredentials):
-            await auth.login("ada@example.com", "wrong password")
-    with pytest.raises(LoginLocked) as locked:
-        await auth.login("ada@example.com", PASSWORD)  # the right one waits too
-    assert locked.value.retry_after_s == 10
-    clock.advance(10)
-    tokens = await auth.login("ada@example.com", PASSWORD)
-    assert auth.authenticate(tokens.access_token).user_id
-    assert uow.state.failures == {}  # success clears the count
-
-
-async def test_an_address_without_account_locks_alike(
-    uow: FakeUnitOfWork, clock: ManualMsClock
-) -> None:
-    auth = service(uow, clock)
-    for _ in range(4):
-        with pytest.raises(InvalidCredentials):
-            await auth.login("nobody@example.com", PASSWORD)
-    with pytest.raises(LoginLocked):
-        await auth.login("nobody@example.com", PASSWORD)
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_whole_login(

@@ -1,4 +1,5 @@
-"""Sign-in lockout and session revocation in AuthService, on a real SQLite database.
+"""Sign-in lockout and session revocation in AuthService, on a real SQLite database
+(the failure count is an atomic statement: concurrent guesses are each counted).
 
 Time is a manual clock: locks end and revocations lapse when the test says so.
 """
@@ -24,6 +25,7 @@ from realtimechat.settings import AuthSettings, Settings
 from realtimechat.storage.database import Database
 from realtimechat.storage.migrate import upgrade
 from realtimechat.storage.uow import SqlUnitOfWork
+from tests.support.clock import ManualMsClock
 
 PASSWORD = "correct horse battery"
 SETTINGS = AuthSettings(
@@ -33,19 +35,6 @@ SETTINGS = AuthSettings(
     lockout_base_s=10,
     lockout_max_s=60,
 )
-
-
-class Clock:
-    """Milliseconds that move only when told (starting now, so JWTs stay valid)."""
-
-    def __init__(self) -> None:
-        self.ms = now_ms()
-
-    def __call__(self) -> int:
-        return self.ms
-
-    def advance(self, seconds: float) -> None:
-        self.ms += int(seconds * 1000)
 
 
 @pytest.fixture
@@ -58,7 +47,7 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
     await database.close()
 
 
-def node(db: Database, clock: Clock) -> AuthService:
+def node(db: Database, clock: ManualMsClock) -> AuthService:
     """One node's auth service (several share a database like nodes of a cluster)."""
     uow = SqlUnitOfWork(db)
     revocations = Revocations(uow=uow, poll_s=1.0, clock=clock)
@@ -68,7 +57,7 @@ def node(db: Database, clock: Clock) -> AuthService:
 
 
 async def test_failures_lock_the_address_then_the_lock_ends(db: Database) -> None:
-    clock = Clock()
+    clock = ManualMsClock(now_ms())  # from now, so the JWTs it dates stay valid
     auth = node(db, clock)
     await auth.register("ada@example.com", PASSWORD, "Ada")
     for _ in range(4):  # 3 free, the 4th locks for 10 s
@@ -94,7 +83,7 @@ async def test_failures_lock_the_address_then_the_lock_ends(db: Database) -> Non
 
 
 async def test_the_lock_doubles_up_to_its_cap(db: Database) -> None:
-    clock = Clock()
+    clock = ManualMsClock(now_ms())
     auth = node(db, clock)
     waits: list[int] = []
     while len(waits) < 5:
@@ -109,7 +98,7 @@ async def test_the_lock_doubles_up_to_its_cap(db: Database) -> None:
 
 
 async def test_an_address_without_an_account_locks_exactly_alike(db: Database) -> None:
-    clock = Clock()
+    clock = ManualMsClock(now_ms())
     auth = node(db, clock)
     await auth.register("real@example.com", PASSWORD, "Real")
     answers: dict[str, list[str]] = {}
@@ -124,7 +113,7 @@ async def test_an_address_without_an_account_locks_exactly_alike(db: Database) -
 
 
 async def test_concurrent_guesses_are_each_counted(db: Database) -> None:
-    clock = Clock()
+    clock = ManualMsClock(now_ms())
     auth = node(db, clock)
     await auth.register("burst@example.com", PASSWORD, "Burst")
 
@@ -144,7 +133,7 @@ async def test_concurrent_guesses_are_each_counted(db: Database) -> None:
 async def test_logout_ends_the_access_token_here_at_once_and_on_another_node_on_refresh(
     db: Database,
 ) -> None:
-    clock = Clock()
+    clock = ManualMsClock(now_ms())
     here, there = node(db, clock), node(db, clock)
     told: list[Collection[str]] = []
     there.revocations.on_revoked(told.append)
@@ -175,7 +164,7 @@ async def test_logout_ends_the_access_token_here_at_once_and_on_another_node_on_
 
 
 async def test_refresh_token_reuse_revokes_the_access_tokens_of_the_login(db: Database) -> None:
-    clock = Clock()
+    clock = ManualMsClock(now_ms())
     auth = node(db, clock)
     await auth.register("mallory@example.com", PASSWORD, "Mallory")
     first = await auth.login("mallory@example.com", PASSWORD)
